@@ -1,0 +1,5 @@
+"""hobbit-classifier: a face-classification service.
+
+A photo goes in; every face in it comes out with a label ("unknown" when it is
+none of the known people) and a probability per class.
+"""

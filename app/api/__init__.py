@@ -1,0 +1,1 @@
+"""HTTP layer: schemas, problem+json errors and routes. No inference logic lives here."""

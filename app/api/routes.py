@@ -1,0 +1,154 @@
+"""The HTTP routes: classify, model info, health."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from app.api.problems import ProblemError, problem_response, problem_responses
+from app.api.schemas import (
+    BoxOut,
+    ClassifyResponse,
+    ClassOut,
+    FaceOut,
+    Health,
+    ImageSize,
+    ModelInfo,
+    ModelRef,
+)
+from app.model_host import ModelHost
+from app.pipeline.decode import decode_image
+from app.recognizer import Recognition, Recognizer
+
+router = APIRouter()
+
+
+def _host(request: Request) -> ModelHost:
+    return request.app.state.model_host
+
+
+def _ready_model(request: Request) -> Recognizer:
+    model = _host(request).current
+    if model is None:
+        raise ProblemError(503, f"the model is not ready: {_host(request).error}", {"Retry-After": "5"})
+    return model
+
+
+@router.post(
+    "/v1/classify",
+    response_model=ClassifyResponse,
+    summary="Find and classify every face in an image",
+    responses=problem_responses(400, 401, 413, 415, 422, 503),
+    tags=["classify"],
+)
+async def classify(
+    request: Request,
+    file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP, BMP, TIFF or GIF image")],
+) -> ClassifyResponse:
+    form = await request.form()
+    if len(form.getlist("file")) != 1:
+        raise ProblemError(422, "send exactly one image in the 'file' field")
+    model = _ready_model(request)
+    data = await file.read()
+    settings = request.app.state.settings
+    loop = asyncio.get_running_loop()
+
+    def work() -> Recognition:
+        return model.recognize(decode_image(data, settings.max_pixels), request.app.state.observe_stage)
+
+    try:
+        result = await asyncio.wait_for(
+            loop.run_in_executor(request.app.state.executor, work), settings.request_timeout_s
+        )
+    except TimeoutError:
+        raise ProblemError(503, "the image took too long to process", {"Retry-After": "1"}) from None
+    return to_response(model, result)
+
+
+def to_response(model: Recognizer, result: Recognition) -> ClassifyResponse:
+    manifest = model.manifest
+    return ClassifyResponse(
+        model=ModelRef(backend=manifest.backend, version=manifest.version),
+        image=ImageSize(width=result.width, height=result.height),
+        faces=[
+            FaceOut(
+                box=BoxOut(x=f.box.x, y=f.box.y, width=f.box.width, height=f.box.height),
+                label=f.label,
+                confidence=round(f.confidence, 6),
+                probabilities={k: round(v, 6) for k, v in f.probabilities.items()},
+            )
+            for f in result.faces
+        ],
+        faces_truncated=result.faces_truncated,
+    )
+
+
+@router.get(
+    "/v1/models",
+    response_model=ModelInfo,
+    responses=problem_responses(503),
+    tags=["models"],
+    summary="The model being served: classes, settings and test metrics",
+)
+async def model_info(request: Request) -> ModelInfo:
+    model = _ready_model(request)
+    m = model.manifest
+    return ModelInfo(
+        backend=m.backend,
+        version=m.version,
+        created=m.created,
+        classes=[
+            ClassOut(
+                id=c.id,
+                name=c.name,
+                character=c.character,
+                picture_url=f"/v1/models/classes/{c.id}/picture" if c.picture else None,
+            )
+            for c in m.classes
+        ],
+        detector=model.detector.name,
+        features=m.features.name,
+        unknown_threshold=model.unknown.threshold if model.unknown else None,
+        metrics=m.metrics,
+    )
+
+
+@router.get(
+    "/v1/models/classes/{class_id}/picture",
+    tags=["models"],
+    response_class=FileResponse,
+    responses=problem_responses(404, 503),
+    summary="The picture of one class, from the artifact",
+)
+async def class_picture(class_id: str, request: Request) -> FileResponse:
+    model = _ready_model(request)
+    info = next((c for c in model.manifest.classes if c.id == class_id and c.picture), None)
+    folder: Path | None = _host(request).current_dir
+    if info is None or folder is None:
+        raise ProblemError(404, f"class {class_id!r} has no picture")
+    return FileResponse(folder / info.picture, media_type="image/jpeg")
+
+
+@router.get("/livez", response_model=Health, tags=["health"], summary="The process is up")
+async def livez() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    tags=["health"],
+    responses=problem_responses(503),
+    summary="The model is loaded and warmed up",
+)
+@router.get("/healthz", response_model=Health, tags=["health"], include_in_schema=False)
+async def readyz(request: Request) -> Health | JSONResponse:
+    host = _host(request)
+    if host.current is None:
+        return problem_response(503, f"not ready: {host.error}")
+    m = host.current.manifest
+    return Health(status="ok", detail=f"{m.backend}/{m.version}")

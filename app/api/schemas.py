@@ -1,0 +1,69 @@
+"""Typed request and response bodies, shown in the OpenAPI document at /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModelRef(BaseModel):
+    backend: str = Field(examples=["svm"])
+    version: str = Field(examples=["20261123-213217"])
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class BoxOut(BaseModel):
+    """A face's box in the uploaded image's pixels (after EXIF rotation)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class FaceOut(BaseModel):
+    box: BoxOut
+    label: str = Field(
+        description="The best class id, or 'unknown' when the face matches none of them",
+        examples=["elijah_wood"],
+    )
+    confidence: float = Field(ge=0, le=1, description="Probability of the best class")
+    probabilities: dict[str, float] = Field(description="Probability of every class, in class order")
+
+
+class ClassifyResponse(BaseModel):
+    model: ModelRef
+    image: ImageSize
+    faces: list[FaceOut] = Field(description="Every face found, sorted left to right; empty if none")
+    faces_truncated: bool = Field(
+        False, description="More faces were found than the limit; only the largest were classified"
+    )
+
+
+class ClassOut(BaseModel):
+    id: str
+    name: str
+    character: str | None = None
+    picture_url: str | None = None
+
+
+class ModelInfo(BaseModel):
+    backend: str
+    version: str
+    created: datetime
+    classes: list[ClassOut]
+    detector: str
+    features: str
+    unknown_threshold: float | None
+    metrics: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    detail: str | None = None

@@ -1,0 +1,42 @@
+"""Service settings, read from the environment (or ``.env``) by pydantic-settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    classifier_backend: Literal["svm", "cnn"] = Field("svm", description="Which trained backend to serve")
+    artifacts_dir: Path = Field(PROJECT_ROOT / "artifacts", description="Root of the versioned artifacts")
+    model_version: str | None = Field(None, description="Serve this version instead of the one LATEST names")
+    face_detector: Literal["haar", "blazeface"] | None = Field(
+        None, description="Override the detector the model was trained with"
+    )
+    unknown_threshold: float | None = Field(
+        None, description="Override the calibrated distance above which a face is 'unknown'"
+    )
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted image file")
+    max_pixels: int = Field(40_000_000, gt=0, description="Largest accepted width x height")
+    max_faces: int = Field(20, gt=0, description="Classify at most this many faces (the largest) per photo")
+    request_timeout_s: float = Field(30.0, gt=0, description="Give up on one photo after this long")
+    inference_threads: int = Field(2, gt=0, description="Photos processed at once by one worker")
+
+    api_key: SecretStr | None = Field(None, description="When set, /v1/* requires this X-API-Key")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(1, gt=0, description="Uvicorn worker processes; each holds its own model")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

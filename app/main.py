@@ -1,0 +1,56 @@
+"""The FastAPI application factory: ``uvicorn --factory app.main:create_app``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+
+from app.api.body_limit import BodySizeLimit
+from app.api.problems import install_problem_handlers
+from app.api.routes import router
+from app.config import Settings, get_settings
+from app.model_host import ModelHost
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+        app.state.executor = executor
+        # Load in the background: /livez answers at once, /readyz turns 200 when the model is warm.
+        loading = asyncio.get_running_loop().run_in_executor(executor, _load_quietly, app.state.model_host)
+        try:
+            yield
+        finally:
+            with suppress(Exception):
+                await loading
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="hobbit-classifier",
+        summary="Find every face in a photo and say who it is, or 'unknown'.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.model_host = ModelHost(settings)
+    app.state.observe_stage = None
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    return app
+
+
+def _load_quietly(host: ModelHost) -> None:
+    """Load at start-up; a failure is logged and leaves /readyz at 503 instead of killing the process."""
+    with suppress(Exception):
+        host.load()

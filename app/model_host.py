@@ -1,0 +1,83 @@
+"""Owns the model the service answers with: loading, warm-up, readiness and swaps.
+
+A load builds a complete ``Recognizer`` off to the side and only then replaces the
+reference requests read, so a request sees either the old model or the new one,
+never a half-loaded one; a failed load leaves the current model serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from app.artifacts import resolve_version_dir
+from app.config import Settings
+from app.recognizer import Recognizer
+
+log = logging.getLogger("app.model")
+
+
+class ModelHost:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._current: Recognizer | None = None
+        self._current_dir: Path | None = None
+        self.error: str | None = "model not loaded yet"
+        self._load_lock = threading.Lock()
+
+    @property
+    def current(self) -> Recognizer | None:
+        """The ready model, or None while none has loaded."""
+        return self._current
+
+    @property
+    def current_dir(self) -> Path | None:
+        return self._current_dir
+
+    def load(self, version: str | None = None) -> Recognizer:
+        """Load, verify and warm up a version (default: the configured one), then make it current.
+
+        Raises whatever went wrong; the previous model, if any, keeps serving.
+        """
+        s = self.settings
+        with self._load_lock:
+            try:
+                version_dir = resolve_version_dir(
+                    s.artifacts_dir, s.classifier_backend, version or s.model_version
+                )
+                recognizer = Recognizer.from_artifact(
+                    version_dir,
+                    detector=s.face_detector,
+                    unknown_threshold=s.unknown_threshold,
+                    max_faces=s.max_faces,
+                    pool_size=s.inference_threads,
+                )
+                warm_up(recognizer)
+            except Exception as exc:
+                if self._current is None:
+                    self.error = f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "model load failed, %s: %s",
+                    "not ready" if self._current is None else "keeping the current model",
+                    exc,
+                )
+                raise
+            self._current, self._current_dir, self.error = recognizer, version_dir, None
+            log.info(
+                "serving model %s/%s from %s",
+                recognizer.manifest.backend,
+                recognizer.manifest.version,
+                version_dir,
+            )
+            return recognizer
+
+
+def warm_up(recognizer: Recognizer) -> None:
+    """Run every stage once, so the first real request does not pay for lazy initialisation."""
+    rng = np.random.default_rng(0)
+    recognizer.recognize(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    crop = rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)
+    recognizer.classifier.predict_proba(recognizer.extractor.extract([crop]))

@@ -1,0 +1,72 @@
+"""Decode uploaded bytes into one colour convention: RGB, uint8, H x W x 3.
+
+Pillow reads the header first, so the pixel limit is enforced before any pixel
+is decoded (a 30000 x 30000 PNG costs a few bytes to send and gigabytes to open).
+EXIF orientation is applied, so boxes are reported in the image as a person sees it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.pipeline.errors import ImageTooLarge, UndecodableImage, UnsupportedImageType
+
+#: Pillow format names accepted; anything else Pillow can read (PDF, EPS, ICO...) is refused.
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
+
+#: Default pixel limit (40 megapixels).
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# Pillow's own bomb check warns at MAX_IMAGE_PIXELS and raises at twice that; we check
+# the declared size ourselves first, so make Pillow's check an error at the same scale.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Return the image in ``data`` as an RGB uint8 array, upright per its EXIF tag."""
+    if not data:
+        raise UndecodableImage("the upload is empty")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise UnsupportedImageType("not a supported image format (JPEG, PNG, WebP, BMP, TIFF, GIF)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"image declares too many pixels: {exc}") from exc
+    except OSError as exc:
+        raise UndecodableImage(f"the image header is corrupt: {exc}") from exc
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedImageType(f"image format {image.format} is not supported")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    try:
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
+        raise UndecodableImage(f"the image data is corrupt or truncated: {exc}") from exc
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode (L, P, RGBA, CMYK, 16-bit...) to RGB uint8."""
+    if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
+        # 16/32-bit grayscale: Pillow's convert() clips rather than rescales.
+        wide = np.asarray(image, dtype=np.float64)
+        peak = wide.max() or 1.0
+        gray = (wide * (255.0 / peak)).astype(np.uint8)
+        return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
+    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
+        # Composite transparent pixels onto white rather than the undefined colour behind them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))

@@ -1,0 +1,107 @@
+"""Face detection: find every face in an RGB image.
+
+Every detector works on a copy downscaled to ``max_side`` pixels, so the cost of a
+photo grows with its faces rather than its pixel count, and reports boxes in the
+original image's pixels.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any
+
+import cv2
+import numpy as np
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned rectangle in image pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+    def scaled(self, factor: float) -> Box:
+        return Box(
+            round(self.x * factor),
+            round(self.y * factor),
+            round(self.width * factor),
+            round(self.height * factor),
+        )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: its box, the detector's score, and eye centres when the detector gives them.
+
+    ``left_eye`` is the eye on the left of the image (the person's right eye).
+    """
+
+    box: Box
+    score: float = 1.0
+    left_eye: Point | None = None
+    right_eye: Point | None = None
+
+    def scaled(self, factor: float) -> Detection:
+        def point(p: Point | None) -> Point | None:
+            return None if p is None else (p[0] * factor, p[1] * factor)
+
+        return replace(
+            self,
+            box=self.box.scaled(factor),
+            left_eye=point(self.left_eye),
+            right_eye=point(self.right_eye),
+        )
+
+
+class FaceDetector(ABC):
+    """Finds faces; subclasses implement ``_detect`` on the downscaled image."""
+
+    #: Registry name, recorded in the model manifest.
+    name: str
+
+    def __init__(self, max_side: int) -> None:
+        self.max_side = max_side
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Settings that change what is detected; recorded in the manifest."""
+        return {"max_side": self.max_side}
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Return the faces in ``rgb``, sorted left to right, boxes in its own pixels."""
+        height, width = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = (
+            rgb
+            if scale == 1.0
+            else cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        )
+        faces = [face.scaled(1.0 / scale) for face in self._detect(small)]
+        return sorted(faces, key=lambda face: (face.box.x, face.box.y))
+
+    @abstractmethod
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Detect faces in an image already no larger than ``max_side``."""
+
+
+def create_detector(name: str, pool_size: int = 1) -> FaceDetector:
+    """Build the detector registered under ``name`` (``haar`` or ``blazeface``)."""
+    if name == "haar":
+        from app.pipeline.detect.haar import HaarDetector
+
+        return HaarDetector(pool_size=pool_size)
+    if name == "blazeface":
+        from app.pipeline.detect.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(pool_size=pool_size)
+    raise ValueError(f"unknown face detector {name!r}; choose 'haar' or 'blazeface'")

@@ -1,0 +1,47 @@
+"""Features: turn face crops into fixed-length vectors for a classifier.
+
+An extractor owns its crop geometry (``crop``), so training and serving cut faces
+the same way; ``params`` go into the manifest, and the service rebuilds the same
+extractor from them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from app.pipeline.detect import Detection
+
+
+class FeatureExtractor(ABC):
+    #: Registry name, recorded in the model manifest.
+    name: str
+
+    @property
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Settings that change the features; recorded in the manifest."""
+
+    @abstractmethod
+    def crop(self, rgb: np.ndarray, face: Detection) -> np.ndarray:
+        """Cut ``face`` out of ``rgb`` the way this extractor expects."""
+
+    @abstractmethod
+    def extract(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Return an ``(len(crops), dim)`` float32 array, one row per crop."""
+
+
+def create_extractor(name: str, params: dict[str, Any] | None = None, pool_size: int = 1) -> FeatureExtractor:
+    """Build the extractor registered under ``name`` with the manifest's ``params``."""
+    params = params or {}
+    if name == "wavelet":
+        from app.pipeline.features.wavelet import WaveletFeatures
+
+        return WaveletFeatures(**params)
+    if name == "facenet":
+        from app.pipeline.features.facenet import FaceNetEmbedder
+
+        return FaceNetEmbedder(**params, pool_size=pool_size)
+    raise ValueError(f"unknown feature extractor {name!r}; choose 'wavelet' or 'facenet'")

@@ -1,0 +1,145 @@
+"""The whole inference path for one photo: detect, crop, features, classify, unknown.
+
+Training evaluation, the batch CLI, the benchmarks and the HTTP service all call
+this one class, so what is measured is what is served.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app.artifacts import Manifest, load_manifest
+from app.backends import Classifier, load_classifier
+from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
+from app.pipeline.features import FeatureExtractor, create_extractor
+from app.unknown import UnknownRule
+
+UNKNOWN = "unknown"
+
+#: Called with (stage name, seconds) after each stage; used for metrics and benchmarks.
+StageObserver = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    box: Box
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    detection_score: float
+
+
+@dataclass(frozen=True)
+class Recognition:
+    width: int
+    height: int
+    faces: list[FaceResult]
+    #: More faces were found than ``max_faces``; only the largest were classified.
+    faces_truncated: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Recognizer:
+    def __init__(
+        self,
+        manifest: Manifest,
+        detector: FaceDetector,
+        extractor: FeatureExtractor,
+        classifier: Classifier,
+        unknown: UnknownRule | None = None,
+        max_faces: int = 20,
+    ) -> None:
+        self.manifest = manifest
+        self.detector = detector
+        self.extractor = extractor
+        self.classifier = classifier
+        self.unknown = unknown
+        self.max_faces = max_faces
+        self.classes = manifest.class_ids
+
+    @classmethod
+    def from_artifact(
+        cls,
+        version_dir: Path,
+        *,
+        detector: str | None = None,
+        unknown_threshold: float | None = None,
+        max_faces: int = 20,
+        pool_size: int = 1,
+    ) -> Recognizer:
+        """Load a verified artifact and rebuild the exact stages it was trained with.
+
+        ``detector`` overrides the manifest's detector (the features stay as trained);
+        ``unknown_threshold`` overrides the calibrated threshold.
+        """
+        manifest = load_manifest(version_dir)
+        unknown = None
+        if manifest.unknown.method == "centroid_distance":
+            threshold = unknown_threshold if unknown_threshold is not None else manifest.unknown.threshold
+            unknown = UnknownRule.load(version_dir, float(threshold))
+        det_name = detector or manifest.detector.name
+        return cls(
+            manifest,
+            create_detector(det_name, pool_size=pool_size),
+            create_extractor(manifest.features.name, manifest.features.params, pool_size=pool_size),
+            load_classifier(version_dir, manifest),
+            unknown,
+            max_faces,
+        )
+
+    def recognize(self, rgb: np.ndarray, observe: StageObserver | None = None) -> Recognition:
+        """Find and classify every face in ``rgb`` (RGB uint8); faces sorted left to right."""
+        timings: dict[str, float] = {}
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            start = time.perf_counter()
+            yield
+            timings[name] = time.perf_counter() - start
+            if observe is not None:
+                observe(name, timings[name])
+
+        with stage("detect"):
+            faces = self.detector.detect(rgb)
+        faces, truncated = self._largest(faces)
+        results: list[FaceResult] = []
+        if faces:
+            with stage("crop"):
+                crops = [self.extractor.crop(rgb, face) for face in faces]
+            with stage("features"):
+                features = self.extractor.extract(crops)
+            with stage("classify"):
+                results = self._classify(faces, features)
+        height, width = rgb.shape[:2]
+        return Recognition(width, height, results, truncated, timings)
+
+    def _largest(self, faces: list[Detection]) -> tuple[list[Detection], bool]:
+        if len(faces) <= self.max_faces:
+            return faces, False
+        keep = sorted(faces, key=lambda f: f.box.area, reverse=True)[: self.max_faces]
+        return sorted(keep, key=lambda f: (f.box.x, f.box.y)), True
+
+    def _classify(self, faces: list[Detection], features: np.ndarray) -> list[FaceResult]:
+        probabilities = self.classifier.predict_proba(features)
+        unknown = (
+            self.unknown.is_unknown(features) if self.unknown is not None else np.zeros(len(faces), bool)
+        )
+        results = []
+        for face, row, is_unknown in zip(faces, probabilities, unknown, strict=True):
+            best = int(np.argmax(row))
+            results.append(
+                FaceResult(
+                    box=face.box,
+                    label=UNKNOWN if is_unknown else self.classes[best],
+                    confidence=float(row[best]),
+                    probabilities={c: float(p) for c, p in zip(self.classes, row, strict=True)},
+                    detection_score=face.score,
+                )
+            )
+        return results

@@ -1,0 +1,60 @@
+"""Artifacts: the committed models verify, and a tampered or partial one never loads."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from app.artifacts import ArtifactError, check_version_name, load_manifest, resolve_version_dir
+from app.recognizer import Recognizer
+from tests.conftest import ARTIFACTS, BACKENDS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_committed_model_verifies(backend: str) -> None:
+    version_dir = resolve_version_dir(ARTIFACTS, backend)
+    manifest = load_manifest(version_dir)
+    assert manifest.backend == backend and manifest.version == version_dir.name
+    for name in ("report.md", "confusion_matrix.png"):
+        assert name in manifest.files
+    test = manifest.metrics["test"]
+    assert test["test_photos"] == len(manifest.dataset["test_files"])
+
+
+@pytest.fixture
+def svm_copy(tmp_path):
+    source = resolve_version_dir(ARTIFACTS, "svm")
+    target = tmp_path / "svm" / source.name
+    shutil.copytree(source, target)
+    (tmp_path / "svm" / "LATEST").write_text(source.name)
+    return target
+
+
+def test_tampered_model_is_refused(svm_copy) -> None:
+    model = next(svm_copy.glob("model.*"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match"):
+        Recognizer.from_artifact(svm_copy)
+
+
+def test_missing_file_is_refused(svm_copy) -> None:
+    next(svm_copy.glob("model.*")).unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        load_manifest(svm_copy)
+
+
+def test_corrupt_manifest_is_refused(svm_copy) -> None:
+    (svm_copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not a valid manifest"):
+        load_manifest(svm_copy)
+
+
+def test_version_names_cannot_escape(tmp_path) -> None:
+    for bad in ("../etc", "a/b", "", ".hidden"):
+        with pytest.raises(ArtifactError):
+            check_version_name(bad)
+    with pytest.raises(ArtifactError, match="no model"):
+        resolve_version_dir(tmp_path, "svm")

@@ -1,0 +1,73 @@
+"""Shared OpenCV objects under concurrent calls: the pool hands each thread its own.
+
+One ``CascadeClassifier`` called from two threads at once can crash the process,
+so the hammering runs in a child process: a crash fails this test, not the suite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from app.config import PROJECT_ROOT
+from app.pipeline.pool import ResourcePool
+
+HAMMER = textwrap.dedent(
+    """
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from app.pipeline.decode import decode_image
+    from app.pipeline.detect import create_detector
+
+    rgb = decode_image(open(sys.argv[2], "rb").read())
+    detector = create_detector(sys.argv[1], pool_size=4)
+    expected = detector.detect(rgb)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: detector.detect(rgb), range(64)))
+    assert all(r == expected for r in results), "concurrent results differ"
+    print("ok", len(expected))
+    """
+)
+
+
+def test_detector_survives_many_threads(one_face) -> None:
+    for name in ("haar",):
+        run = subprocess.run(
+            [sys.executable, "-c", HAMMER, name, str(one_face.path)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "ok 1"
+
+
+def test_pool_never_lends_one_instance_twice() -> None:
+    in_use: set[int] = set()
+    clashes = []
+    lock = threading.Lock()
+    pool = ResourcePool(object, size=3)
+
+    def borrow() -> None:
+        for _ in range(50):
+            with pool.borrow() as item:
+                with lock:
+                    if id(item) in in_use:
+                        clashes.append(item)
+                    in_use.add(id(item))
+                time.sleep(0.0005)
+                with lock:
+                    in_use.discard(id(item))
+
+    threads = [threading.Thread(target=borrow) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert clashes == []
+    assert pool.created == 3

@@ -1,0 +1,85 @@
+"""Training end to end on a small subset: a real artifact that the service then loads and uses."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from app.artifacts import load_manifest
+from app.pipeline.decode import decode_image
+from app.recognizer import Recognizer
+from training.cli import main
+from training.dataset import scan
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def messy_data(data_dir, tmp_path_factory):
+    """A small copy of the photos with the mess real folders have: odd names, formats, stray files."""
+    root = tmp_path_factory.mktemp("photos")
+    for person in sorted(p for p in data_dir.iterdir() if p.is_dir())[:3]:
+        target = root / person.name
+        target.mkdir()
+        for i, photo in enumerate(sorted(person.glob("*.jpg"))[:10]):
+            suffix = [".jpg", ".JPEG", ".jfif", ".png", ".webp"][i % 5]
+            name = f"photo {i} (copy){suffix}"
+            if suffix in (".png", ".webp"):
+                from PIL import Image
+
+                Image.open(photo).convert("RGB").save(target / name)
+            else:
+                shutil.copy(photo, target / name)
+        (target / ".DS_Store").write_bytes(b"\0\0")
+        (target / "notes.txt").write_text("not a photo")
+        (target / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (root / "README.md").write_text("stray file at the root")
+    return root
+
+
+def test_scan_reports_what_it_skips(messy_data) -> None:
+    dataset = scan(messy_data)
+    assert len(dataset.class_ids) == 3
+    assert len(dataset.photos) == 33  # 10 photos + broken.jpg per person
+    reasons = {s.path.name: s.reason for s in dataset.skipped}
+    assert reasons["README.md"] == "not a class folder"
+    assert reasons["notes.txt"] == "not an image file"
+    assert reasons[".DS_Store"] == "not an image file"
+
+
+def test_train_svm_then_serve_it(messy_data, tmp_path, capsys) -> None:
+    artifacts = tmp_path / "artifacts"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(messy_data),
+            "--artifacts",
+            str(artifacts),
+            "--backend",
+            "svm",
+            "--quick",
+            "--version",
+            "t1",
+        ]
+    )
+    assert code == 0
+    version_dir = artifacts / "svm" / "t1"
+    assert (artifacts / "svm" / "LATEST").read_text().strip() == "t1"
+    manifest = load_manifest(version_dir)
+    assert {"model.skops", "report.md", "confusion_matrix.png"} <= set(manifest.files)
+    assert (
+        manifest.dataset["test_dropped"].get("unreadable", 0)
+        + manifest.dataset["train_dropped"].get("unreadable", 0)
+        == 3
+    )
+    assert set(manifest.metrics["test"]["per_class"]) == set(manifest.class_ids)
+    assert "logistic_regression" in manifest.classifier["candidates"]
+    assert "Accuracy" in (version_dir / "report.md").read_text()
+
+    recognizer = Recognizer.from_artifact(version_dir)
+    photo = next(p for p in sorted(messy_data.rglob("*.jpg")) if p.name != "broken.jpg")
+    result = recognizer.recognize(decode_image(photo.read_bytes()))
+    for face in result.faces:
+        assert face.label in [*manifest.class_ids, "unknown"]

@@ -1,0 +1,1 @@
+"""Training: turn a folder of photos per person into a versioned model artifact."""

@@ -1,0 +1,190 @@
+"""One training run, start to finish: scan, split, detect, fit, evaluate, write the artifact.
+
+The test split is made on photos, before any face is detected, with a fixed seed;
+nothing fitted, tuned or calibrated ever sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from app.artifacts import ClassInfo, Manifest, StageSpec, UnknownRule, point_latest, write_manifest
+from app.pipeline.detect import create_detector
+from app.pipeline.features import FeatureExtractor, create_extractor
+from training.dataset import Dataset, Photo, picture_path, scan
+from training.evaluate import NO_FACE, end_to_end_metrics
+from training.faces import FaceSample, extract_faces, summarise_drops
+from training.report import CONFUSION_PNG, plot_confusion, write_report
+
+log = logging.getLogger("training")
+
+LIBRARIES = (
+    "numpy",
+    "opencv-python-headless",
+    "scikit-learn",
+    "PyWavelets",
+    "skops",
+    "tensorflow-cpu",
+    "keras",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path
+    artifacts: Path
+    backend: str = "svm"
+    detector: str = "haar"
+    features: str = "wavelet"
+    test_size: float = 0.2
+    seed: int = 42
+    version: str | None = None
+    max_per_class: int | None = None
+    #: Small search spaces, for tests and smoke runs.
+    quick: bool = False
+
+
+class TrainedModel(Protocol):
+    summary: dict[str, Any]
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+
+    def save(self, version_dir: Path) -> None: ...
+
+
+def split_photos(dataset: Dataset, test_size: float, seed: int) -> tuple[list[Photo], list[Photo]]:
+    """Stratified by person, fixed seed: the same folder always gives the same test photos."""
+    train, test = train_test_split(
+        dataset.photos, test_size=test_size, random_state=seed, stratify=[p.label for p in dataset.photos]
+    )
+    return list(train), list(test)
+
+
+def fit_backend(config: TrainConfig, features: np.ndarray, labels: np.ndarray) -> TrainedModel:
+    if config.backend == "svm":
+        from training import svm
+
+        return svm.fit(features, labels, seed=config.seed, quick=config.quick)
+    if config.backend == "cnn":
+        from training import cnn
+
+        return cnn.fit(features, labels, seed=config.seed, quick=config.quick)
+    raise ValueError(f"unknown backend {config.backend!r}")
+
+
+def predict_labels(
+    model: TrainedModel, samples: list[FaceSample | None], extractor: FeatureExtractor, classes: list[str]
+) -> list[str]:
+    """The served answer for each test photo's main face; ``(no face)`` where none was found."""
+    found = [s for s in samples if s is not None]
+    predicted = iter([])
+    if found:
+        probabilities = model.predict_proba(extractor.extract([s.crop for s in found]))
+        predicted = iter([classes[i] for i in probabilities.argmax(axis=1)])
+    return [NO_FACE if s is None else next(predicted) for s in samples]
+
+
+def train(config: TrainConfig) -> Path:
+    """Run the whole pipeline and return the new version's folder (now ``LATEST``)."""
+    dataset = scan(config.data, config.max_per_class)
+    for skipped in dataset.skipped:
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    classes = dataset.class_ids
+    train_photos, test_photos = split_photos(dataset, config.test_size, config.seed)
+    log.info(
+        "%d photos of %d classes: %d train, %d test",
+        len(dataset.photos),
+        len(classes),
+        len(train_photos),
+        len(test_photos),
+    )
+
+    detector = create_detector(config.detector)
+    extractor = create_extractor(config.features)
+    train_samples, train_drops = extract_faces(train_photos, detector, extractor, "train photos")
+    test_samples, test_drops = extract_faces(test_photos, detector, extractor, "test photos")
+    for dropped in train_drops + test_drops:
+        log.warning("dropped %s: %s", dropped.path, dropped.reason)
+    kept = [s for s in train_samples if s is not None]
+    features = extractor.extract([s.crop for s in kept])
+    labels = np.array([s.photo.label for s in kept])
+    log.info("training %s on %d faces (%d photos dropped)", config.backend, len(kept), len(train_drops))
+
+    model = fit_backend(config, features, labels)
+    predicted = predict_labels(model, test_samples, extractor, classes)
+    metrics = end_to_end_metrics([p.label for p in test_photos], predicted, classes)
+    log.info("test accuracy, end to end: %.1f%% of %d photos", 100 * metrics["accuracy"], len(test_photos))
+
+    version = config.version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    backend_dir = config.artifacts / config.backend
+    version_dir = backend_dir / version
+    version_dir.mkdir(parents=True, exist_ok=False)
+    model.save(version_dir)
+    plot_confusion(metrics, version_dir / CONFUSION_PNG)
+    manifest = Manifest(
+        backend=config.backend,
+        version=version,
+        created=datetime.now(UTC),
+        classes=_copy_pictures(dataset, version_dir),
+        detector=StageSpec(name=detector.name, params=detector.params),
+        features=StageSpec(name=extractor.name, params=extractor.params),
+        classifier=model.summary,
+        unknown=UnknownRule(),
+        library_versions=_library_versions(),
+        dataset={
+            "root": str(config.data),
+            "fingerprint": dataset.fingerprint(),
+            "photos": len(dataset.photos),
+            "train_photos": len(train_photos),
+            "test_photos": len(test_photos),
+            "split_seed": config.seed,
+            "test_size": config.test_size,
+            "train_faces": len(kept),
+            "train_dropped": summarise_drops(train_drops),
+            "test_dropped": summarise_drops(test_drops),
+            "skipped": [f"{s.path.name}: {s.reason}" for s in dataset.skipped],
+            "test_files": sorted(f"{p.label}/{p.path.name}" for p in test_photos),
+        },
+        metrics={"test": metrics},
+    )
+    write_report(manifest, version_dir / "report.md", [])
+    write_manifest(version_dir, manifest)
+    point_latest(backend_dir, version)
+    log.info("wrote %s", version_dir)
+    return version_dir
+
+
+def _copy_pictures(dataset: Dataset, version_dir: Path) -> list[ClassInfo]:
+    """Copy each class picture into the artifact, shrunk, so the artifact is self-contained."""
+    infos = []
+    for info in dataset.classes:
+        source = picture_path(dataset.root, info)
+        name = None
+        if source is not None:
+            image = cv2.imread(str(source))
+            if image is not None:
+                scale = min(1.0, 256 / max(image.shape[:2]))
+                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                name = f"class-{info.id}.jpg"
+                cv2.imwrite(str(version_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        infos.append(info.model_copy(update={"picture": name}))
+    return infos
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
