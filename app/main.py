@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from app.api.body_limit import BodySizeLimit
 from app.api.problems import install_problem_handlers
 from app.api.routes import router
+from app.api.seed_compat import router as seed_router
+from app.api.web import install_web
 from app.config import Settings, get_settings
 from app.model_host import ModelHost
 
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.observe_stage = None
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(seed_router)
+    install_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     return app
 

@@ -1,0 +1,48 @@
+"""Run one uploaded photo through the served model, off the event loop.
+
+Every route that classifies bytes (``/v1/classify`` and the seed's ``/classify_image``)
+goes through here, so they decode the same way, share the inference thread pool and
+the time limit, and give the same answer for the same photo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Request
+
+from app.api.problems import ProblemError
+from app.model_host import ModelHost
+from app.pipeline.decode import decode_image
+from app.recognizer import Recognition, Recognizer, StageObserver
+
+
+def ready_model(request: Request) -> Recognizer:
+    """The served model, or a 503 problem while it is still loading (or failed to load)."""
+    host: ModelHost = request.app.state.model_host
+    model = host.current
+    if model is None:
+        raise ProblemError(503, f"the model is not ready: {host.error}", {"Retry-After": "5"})
+    return model
+
+
+async def recognize_bytes(
+    request: Request, model: Recognizer, data: bytes, observe: StageObserver | None = None
+) -> Recognition:
+    """Decode ``data`` and find and classify every face, in the app's inference executor.
+
+    Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems); running
+    past ``request_timeout_s`` is a 503 problem, as the client may simply retry.
+    """
+    settings = request.app.state.settings
+    loop = asyncio.get_running_loop()
+
+    def work() -> Recognition:
+        return model.recognize(decode_image(data, settings.max_pixels), observe)
+
+    try:
+        return await asyncio.wait_for(
+            loop.run_in_executor(request.app.state.executor, work), settings.request_timeout_s
+        )
+    except TimeoutError:
+        raise ProblemError(503, "the image took too long to process", {"Retry-After": "1"}) from None
