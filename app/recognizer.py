@@ -80,7 +80,7 @@ class Recognizer:
         """
         manifest = load_manifest(version_dir)
         unknown = None
-        if manifest.unknown.method == "centroid_distance":
+        if manifest.unknown.method == "nearest_distance":
             threshold = unknown_threshold if unknown_threshold is not None else manifest.unknown.threshold
             unknown = UnknownRule.load(version_dir, float(threshold))
         det_name = detector or manifest.detector.name

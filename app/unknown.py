@@ -1,9 +1,12 @@
-"""Open-set rule: say "unknown" for a face that is far from every known person.
+"""Open-set rule: say "unknown" for a face that is far from every face the model was trained on.
 
 A closed-set classifier always picks one of its classes, so a stranger would be
-labelled as somebody. Faces of one person cluster in embedding space; a face whose
-cosine distance to the nearest class centroid is above a threshold calibrated at
-training time (on held-out folds, never on the test split) is declared unknown.
+labelled as somebody. In a face-embedding space photos of one person lie close
+together; a face whose cosine distance to its nearest training face is above a
+threshold is declared unknown. The nearest training face works better than a
+class centroid here: a person's photos form several clusters (ages, beards,
+lighting), and a centroid sits between them. The threshold is calibrated at
+training time on the training split only (see training/unknown.py).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-CENTROIDS_FILE = "centroids.npy"
+REFERENCES_FILE = "references.npy"
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -20,30 +23,27 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def class_centroids(features: np.ndarray, labels: np.ndarray, classes: list[str]) -> np.ndarray:
-    """The unit-length mean direction of each class, in ``classes`` order."""
-    unit = l2_normalise(features)
-    return l2_normalise(np.stack([unit[labels == c].mean(axis=0) for c in classes]))
-
-
-def nearest_centroid_distance(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Cosine distance (0 same direction .. 2 opposite) from each row to its nearest centroid."""
-    return 1.0 - (l2_normalise(features) @ centroids.T).max(axis=1)
+def nearest_distance(features: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Cosine distance (0 same direction .. 2 opposite) from each row to its nearest reference."""
+    return 1.0 - (l2_normalise(features) @ l2_normalise(references).T).max(axis=1)
 
 
 class UnknownRule:
-    """Flags faces farther than ``threshold`` from every class centroid."""
+    """Flags faces farther than ``threshold`` from every reference (training) embedding."""
 
-    def __init__(self, centroids: np.ndarray, threshold: float) -> None:
-        self.centroids = centroids
+    def __init__(self, references: np.ndarray, threshold: float) -> None:
+        self.references = l2_normalise(references.astype(np.float32))
         self.threshold = threshold
 
     @classmethod
     def load(cls, version_dir: Path, threshold: float) -> UnknownRule:
-        return cls(np.load(version_dir / CENTROIDS_FILE, allow_pickle=False), threshold)
+        return cls(np.load(version_dir / REFERENCES_FILE, allow_pickle=False), threshold)
 
     def save(self, version_dir: Path) -> None:
-        np.save(version_dir / CENTROIDS_FILE, self.centroids, allow_pickle=False)
+        np.save(version_dir / REFERENCES_FILE, self.references, allow_pickle=False)
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        return nearest_distance(features, self.references)
 
     def is_unknown(self, features: np.ndarray) -> np.ndarray:
-        return nearest_centroid_distance(features, self.centroids) > self.threshold
+        return self.distances(features) > self.threshold

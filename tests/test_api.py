@@ -38,14 +38,14 @@ def test_one_face(client: TestClient, one_face: LabelledPhoto) -> None:
     assert 0 <= box["y"] < box["y"] + box["height"] <= height
     assert list(face["probabilities"]) == classes
     assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert face["label"] in [*classes, "unknown"]
+    assert face["label"] == one_face.label  # a held-out photo the model never saw
     assert face["confidence"] == pytest.approx(max(face["probabilities"].values()), abs=1e-6)
 
 
 def test_two_faces_sorted_left_to_right(client: TestClient, two_face_composite) -> None:
-    data, _labels = two_face_composite
+    data, labels = two_face_composite
     body = classify(client, data).json()
-    assert len(body["faces"]) == 2
+    assert [f["label"] for f in body["faces"]] == labels
     left, right = body["faces"]
     assert left["box"]["x"] + left["box"]["width"] <= right["box"]["x"]
 
@@ -54,6 +54,15 @@ def test_no_face_is_an_empty_list(client: TestClient) -> None:
     response = classify(client, encode(no_face_image(), "PNG"), "blank.png")
     assert response.status_code == 200
     assert response.json()["faces"] == []
+
+
+def test_unknown_keeps_probabilities(one_face: LabelledPhoto) -> None:
+    """With the threshold at 0 every face is a stranger, yet its class probabilities are still returned."""
+    for strict in make_client(unknown_threshold=0.0):
+        (face,) = classify(strict, one_face.path.read_bytes()).json()["faces"]
+        assert face["label"] == "unknown"
+        assert max(face["probabilities"], key=face["probabilities"].get) == one_face.label
+        assert strict.get("/v1/models").json()["unknown_threshold"] == 0.0
 
 
 def test_model_info(client: TestClient) -> None:

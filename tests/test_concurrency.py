@@ -22,19 +22,29 @@ HAMMER = textwrap.dedent(
     from app.pipeline.decode import decode_image
     from app.pipeline.detect import create_detector
 
+    import numpy as np
+    from app.pipeline.features import create_extractor
+
     rgb = decode_image(open(sys.argv[2], "rb").read())
     detector = create_detector(sys.argv[1], pool_size=4)
-    expected = detector.detect(rgb)
+    embedder = create_extractor("facenet", pool_size=4)
+
+    def run(_):
+        faces = detector.detect(rgb)
+        return faces, embedder.extract([embedder.crop(rgb, f) for f in faces])
+
+    expected_faces, expected_rows = run(0)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: detector.detect(rgb), range(64)))
-    assert all(r == expected for r in results), "concurrent results differ"
-    print("ok", len(expected))
+        results = list(pool.map(run, range(48)))
+    assert all(faces == expected_faces for faces, _ in results), "concurrent detections differ"
+    assert all(np.allclose(rows, expected_rows, atol=1e-5) for _, rows in results), "embeddings differ"
+    print("ok", len(expected_faces))
     """
 )
 
 
-def test_detector_survives_many_threads(one_face) -> None:
-    for name in ("haar",):
+def test_detectors_and_embedder_survive_many_threads(one_face) -> None:
+    for name in ("haar", "blazeface"):
         run = subprocess.run(
             [sys.executable, "-c", HAMMER, name, str(one_face.path)],
             cwd=PROJECT_ROOT,

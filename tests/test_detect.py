@@ -10,7 +10,7 @@ from app.pipeline.crop import align_face, crop_face
 from app.pipeline.detect import Box, Detection, create_detector
 from tests.images import no_face_image, side_by_side
 
-DETECTORS = ["haar"]
+DETECTORS = ["haar", "blazeface"]
 
 
 @pytest.fixture(scope="module", params=DETECTORS)
@@ -44,6 +44,20 @@ def test_boxes_are_in_original_pixels_when_downscaled(detector, one_face) -> Non
     (big_face,) = detector.detect(big)
     assert big_face.box.x == pytest.approx(3 * small_face.box.x, rel=0.15, abs=12)
     assert big_face.box.width == pytest.approx(3 * small_face.box.width, rel=0.15)
+
+
+def test_blazeface_finds_a_face_in_every_held_out_photo(held_out) -> None:
+    detector = create_detector("blazeface")
+    missed = [p.path.name for p in held_out if not detector.detect(p.rgb)]
+    assert missed == []
+
+
+def test_blazeface_gives_eyes_inside_the_box(one_face) -> None:
+    (face,) = create_detector("blazeface").detect(one_face.rgb)
+    for x, y in (face.left_eye, face.right_eye):
+        assert face.box.x <= x <= face.box.x + face.box.width
+        assert face.box.y <= y <= face.box.y + face.box.height
+    assert face.left_eye[0] < face.right_eye[0]
 
 
 def test_unknown_detector_name() -> None:

@@ -11,6 +11,7 @@ from app.pipeline.decode import decode_image
 from app.recognizer import Recognizer
 from training.cli import main
 from training.dataset import scan
+from training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ def test_scan_reports_what_it_skips(messy_data) -> None:
     assert reasons[".DS_Store"] == "not an image file"
 
 
-def test_train_svm_then_serve_it(messy_data, tmp_path, capsys) -> None:
+def test_train_classic_pipeline_then_serve_it(messy_data, tmp_path, capsys) -> None:
     artifacts = tmp_path / "artifacts"
     code = main(
         [
@@ -69,11 +70,8 @@ def test_train_svm_then_serve_it(messy_data, tmp_path, capsys) -> None:
     assert (artifacts / "svm" / "LATEST").read_text().strip() == "t1"
     manifest = load_manifest(version_dir)
     assert {"model.skops", "report.md", "confusion_matrix.png"} <= set(manifest.files)
-    assert (
-        manifest.dataset["test_dropped"].get("unreadable", 0)
-        + manifest.dataset["train_dropped"].get("unreadable", 0)
-        == 3
-    )
+    broken_in_test = [e for e in manifest.metrics["test"]["errors"] if "broken.jpg -> (no face)" in e]
+    assert manifest.dataset["train_dropped"].get("unreadable", 0) + len(broken_in_test) == 3
     assert set(manifest.metrics["test"]["per_class"]) == set(manifest.class_ids)
     assert "logistic_regression" in manifest.classifier["candidates"]
     assert "Accuracy" in (version_dir / "report.md").read_text()
@@ -83,3 +81,25 @@ def test_train_svm_then_serve_it(messy_data, tmp_path, capsys) -> None:
     result = recognizer.recognize(decode_image(photo.read_bytes()))
     for face in result.faces:
         assert face.label in [*manifest.class_ids, "unknown"]
+
+
+def test_a_person_left_out_is_unknown(data_dir, tmp_path) -> None:
+    """Leave one person out: trained on the others, the model answers "unknown" for that person."""
+    people = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    stranger = people[-1]
+    version_dir = train(
+        TrainConfig(
+            data=data_dir, artifacts=tmp_path, version="lopo", quick=True, exclude_classes=(stranger,)
+        )
+    )
+    manifest = load_manifest(version_dir)
+    assert stranger not in manifest.class_ids
+    assert {"references.npy", "open_set.png"} <= set(manifest.files)
+    recognizer = Recognizer.from_artifact(version_dir)
+    answers = [
+        recognizer.recognize(decode_image(p.read_bytes())).faces
+        for p in sorted((data_dir / stranger).glob("*.jpg"))[:10]
+    ]
+    labels = [max(faces, key=lambda f: f.box.area).label for faces in answers if faces]
+    assert labels.count("unknown") >= 8, labels
+    assert manifest.metrics["test"]["accuracy"] >= 0.9

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from training.train import TrainConfig, train
 
-DEFAULT_FEATURES = {"svm": "wavelet", "cnn": "wavelet"}
+DEFAULT_FEATURES = {"svm": "facenet", "cnn": "pixels"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default: artifacts)"
     )
-    run.add_argument("--detector", choices=["haar", "blazeface"], default="haar")
-    run.add_argument("--features", choices=["wavelet", "facenet"], help="default depends on the backend")
+    run.add_argument("--detector", choices=["haar", "blazeface"], default="blazeface")
+    run.add_argument(
+        "--features", choices=["wavelet", "facenet", "pixels"], help="default depends on the backend"
+    )
     run.add_argument("--test-size", type=float, default=0.2, help="held-out fraction of photos (default 0.2)")
     run.add_argument("--seed", type=int, default=42, help="split and search seed (default 42)")
     run.add_argument("--version", help="version name (default: UTC timestamp)")
     run.add_argument("--max-per-class", type=int, help="use at most N photos per person (for smoke runs)")
     run.add_argument("--quick", action="store_true", help="tiny search spaces, for tests")
+    run.add_argument("--max-trials", type=int, help="cnn: KerasTuner trials (default 12; --quick 2)")
+    run.add_argument("--epochs", type=int, help="cnn: most epochs per trial (default 60; --quick 3)")
     return parser
 
 
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         version=args.version,
         max_per_class=args.max_per_class,
         quick=args.quick,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
     )
     version_dir = train(config)
     print(version_dir)

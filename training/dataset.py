@@ -40,6 +40,15 @@ class Dataset:
     def class_ids(self) -> list[str]:
         return [c.id for c in self.classes]
 
+    def without(self, excluded: tuple[str, ...]) -> Dataset:
+        """The same dataset minus some people."""
+        return Dataset(
+            self.root,
+            [c for c in self.classes if c.id not in excluded],
+            [p for p in self.photos if p.label not in excluded],
+            self.skipped,
+        )
+
     def fingerprint(self) -> str:
         """sha256 over every photo's label, name and content: equal only for the same data."""
         digest = hashlib.sha256()

@@ -17,6 +17,7 @@ from app.pipeline.decode import decode_image
 from app.pipeline.detect import Detection, FaceDetector
 from app.pipeline.errors import ImageError
 from app.pipeline.features import FeatureExtractor
+from app.unknown import l2_normalise
 from training.dataset import Photo, Skipped
 
 
@@ -36,7 +37,7 @@ def extract_faces(
     """One entry per photo (None where it yielded no face), plus why each dropped photo was dropped."""
     samples: list[FaceSample | None] = []
     dropped: list[Skipped] = []
-    for photo in tqdm(photos, desc=desc, unit="photo"):
+    for photo in tqdm(photos, desc=desc, unit="photo", disable=None):
         try:
             rgb = decode_image(photo.path.read_bytes())
         except ImageError as exc:
@@ -56,6 +57,35 @@ def extract_faces(
             )
         )
     return samples, dropped
+
+
+def main_face_features(samples: list[FaceSample], extractor: FeatureExtractor) -> np.ndarray:
+    """One feature row per photo: the face the photo's label belongs to.
+
+    With face embeddings, a photo with several faces contributes the face most
+    like the person's single-face photos, since the largest face is sometimes a
+    bystander; otherwise, and for hand-made features, the largest face.
+    """
+    rows = [extractor.extract([s.crop, *s.other_crops]) for s in samples]
+    if not extractor.embedding:
+        return np.stack([r[0] for r in rows])
+    labels = np.array([s.photo.label for s in samples])
+    single = np.array([len(r) == 1 for r in rows])
+    centroids = {
+        label: l2_normalise(
+            np.stack(
+                [r[0] for r, one, lab in zip(rows, single, labels, strict=True) if one and lab == label]
+            ).mean(axis=0, keepdims=True)
+        )[0]
+        for label in np.unique(labels[single])
+    }
+    chosen = []
+    for row, label in zip(rows, labels, strict=True):
+        if len(row) == 1 or label not in centroids:
+            chosen.append(row[0])
+        else:
+            chosen.append(row[int(np.argmax(l2_normalise(row) @ centroids[label]))])
+    return np.stack(chosen)
 
 
 def summarise_drops(dropped: list[Skipped]) -> dict[str, int]:

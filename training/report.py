@@ -34,7 +34,7 @@ def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(manifest: Manifest, path: Path, extra_sections: list[str]) -> None:
+def write_report(manifest: Manifest, path: Path) -> None:
     metrics = manifest.metrics["test"]
     data = manifest.dataset
     lines = [
@@ -49,12 +49,14 @@ def write_report(manifest: Manifest, path: Path, extra_sections: list[str]) -> N
         f"- Photos: {data['photos']} ({data['train_photos']} train, {data['test_photos']} test, "
         f"split stratified with seed {data['split_seed']}); skipped files: {len(data['skipped'])}",
         f"- Training photos dropped: {data['train_dropped']}",
+        f"- People left out: {data['excluded_classes']}" if data.get("excluded_classes") else "",
         "",
         "## Test split, end to end",
         "",
         f"**Accuracy: {metrics['accuracy']:.1%}** on {metrics['test_photos']} held-out photos "
         f"(a photo whose face is not found counts as wrong; faces found in "
-        f"{metrics['faces_found']}).",
+        f"{metrics['faces_found']}). The labelled person is among the faces found in "
+        f"{metrics['person_found']:.1%} of the photos.",
         "",
         "| class | precision | recall | F1 | photos |",
         "|---|---|---|---|---|",
@@ -68,11 +70,29 @@ def write_report(manifest: Manifest, path: Path, extra_sections: list[str]) -> N
         "",
         f"![confusion matrix]({CONFUSION_PNG})",
         "",
-        "## Model search (cross-validation on the training split)",
+        "## Model search",
+        "",
+        manifest.classifier.get("search", "Cross-validation on the training split."),
         "",
     ]
-    lines += ["| candidate | CV accuracy | best parameters |", "|---|---|---|"]
+    lines += ["| candidate | accuracy | best parameters |", "|---|---|---|"]
     for name, row in manifest.classifier.get("candidates", {}).items():
         lines.append(f"| {name} | {row['best_cv_accuracy']:.1%} | `{row['best_params']}` |")
-    lines += ["", *extra_sections]
+    if metrics["errors"]:
+        lines += ["", "Wrong answers (true/photo -> answer):", ""] + [f"- `{e}`" for e in metrics["errors"]]
+    calibration = manifest.metrics.get("unknown_calibration")
+    if calibration:
+        lines += [
+            "",
+            "## Unknown faces",
+            "",
+            f"A face is `unknown` when its cosine distance to the nearest training face is above "
+            f"**{calibration['threshold']:.3f}** ({calibration['rule']}). On that calibration, "
+            f"{calibration['calibration_known_accepted']:.1%} of known faces are accepted and "
+            f"{calibration['calibration_strangers_rejected']:.1%} of strangers rejected.",
+            "",
+            "![known faces accepted against strangers rejected](open_set.png)",
+        ]
+    if (path.parent / "training_curves.png").is_file():
+        lines += ["", "## Training curves", "", "![training curves](training_curves.png)"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -17,13 +17,16 @@ import cv2
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from app.artifacts import ClassInfo, Manifest, StageSpec, UnknownRule, point_latest, write_manifest
+from app.artifacts import ClassInfo, Manifest, StageSpec, UnknownSpec, point_latest, write_manifest
 from app.pipeline.detect import create_detector
-from app.pipeline.features import FeatureExtractor, create_extractor
+from app.pipeline.features import create_extractor
+from app.recognizer import Recognizer
+from app.unknown import UnknownRule
 from training.dataset import Dataset, Photo, picture_path, scan
-from training.evaluate import NO_FACE, end_to_end_metrics
-from training.faces import FaceSample, extract_faces, summarise_drops
+from training.evaluate import answer_photos, end_to_end_metrics
+from training.faces import extract_faces, main_face_features, summarise_drops
 from training.report import CONFUSION_PNG, plot_confusion, write_report
+from training.unknown import OPEN_SET_PNG, calibrate, plot_open_set
 
 log = logging.getLogger("training")
 
@@ -43,14 +46,19 @@ class TrainConfig:
     data: Path
     artifacts: Path
     backend: str = "svm"
-    detector: str = "haar"
-    features: str = "wavelet"
+    detector: str = "blazeface"
+    features: str = "facenet"
     test_size: float = 0.2
     seed: int = 42
     version: str | None = None
     max_per_class: int | None = None
     #: Small search spaces, for tests and smoke runs.
     quick: bool = False
+    #: People left out entirely (leave-one-person-out evaluation of the unknown rule).
+    exclude_classes: tuple[str, ...] = ()
+    #: cnn search budget: trials, and the most epochs per trial (None: the backend's default).
+    max_trials: int | None = None
+    epochs: int | None = None
 
 
 class TrainedModel(Protocol):
@@ -69,7 +77,9 @@ def split_photos(dataset: Dataset, test_size: float, seed: int) -> tuple[list[Ph
     return list(train), list(test)
 
 
-def fit_backend(config: TrainConfig, features: np.ndarray, labels: np.ndarray) -> TrainedModel:
+def fit_backend(
+    config: TrainConfig, features: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...]
+) -> TrainedModel:
     if config.backend == "svm":
         from training import svm
 
@@ -77,20 +87,16 @@ def fit_backend(config: TrainConfig, features: np.ndarray, labels: np.ndarray) -
     if config.backend == "cnn":
         from training import cnn
 
-        return cnn.fit(features, labels, seed=config.seed, quick=config.quick)
+        return cnn.fit(
+            features,
+            labels,
+            feature_shape,
+            seed=config.seed,
+            quick=config.quick,
+            max_trials=config.max_trials,
+            epochs=config.epochs,
+        )
     raise ValueError(f"unknown backend {config.backend!r}")
-
-
-def predict_labels(
-    model: TrainedModel, samples: list[FaceSample | None], extractor: FeatureExtractor, classes: list[str]
-) -> list[str]:
-    """The served answer for each test photo's main face; ``(no face)`` where none was found."""
-    found = [s for s in samples if s is not None]
-    predicted = iter([])
-    if found:
-        probabilities = model.predict_proba(extractor.extract([s.crop for s in found]))
-        predicted = iter([classes[i] for i in probabilities.argmax(axis=1)])
-    return [NO_FACE if s is None else next(predicted) for s in samples]
 
 
 def train(config: TrainConfig) -> Path:
@@ -98,8 +104,13 @@ def train(config: TrainConfig) -> Path:
     dataset = scan(config.data, config.max_per_class)
     for skipped in dataset.skipped:
         log.warning("skipped %s: %s", skipped.path, skipped.reason)
-    classes = dataset.class_ids
     train_photos, test_photos = split_photos(dataset, config.test_size, config.seed)
+    if config.exclude_classes:
+        # Leave-one-person-out runs: the same split as the full run, minus the excluded people.
+        dataset = dataset.without(config.exclude_classes)
+        train_photos = [p for p in train_photos if p.label not in config.exclude_classes]
+        test_photos = [p for p in test_photos if p.label not in config.exclude_classes]
+    classes = dataset.class_ids
     log.info(
         "%d photos of %d classes: %d train, %d test",
         len(dataset.photos),
@@ -110,26 +121,26 @@ def train(config: TrainConfig) -> Path:
 
     detector = create_detector(config.detector)
     extractor = create_extractor(config.features)
-    train_samples, train_drops = extract_faces(train_photos, detector, extractor, "train photos")
-    test_samples, test_drops = extract_faces(test_photos, detector, extractor, "test photos")
-    for dropped in train_drops + test_drops:
+    samples, train_drops = extract_faces(train_photos, detector, extractor, "train photos")
+    for dropped in train_drops:
         log.warning("dropped %s: %s", dropped.path, dropped.reason)
-    kept = [s for s in train_samples if s is not None]
-    features = extractor.extract([s.crop for s in kept])
+    kept = [s for s in samples if s is not None]
+    features = main_face_features(kept, extractor)
     labels = np.array([s.photo.label for s in kept])
     log.info("training %s on %d faces (%d photos dropped)", config.backend, len(kept), len(train_drops))
-
-    model = fit_backend(config, features, labels)
-    predicted = predict_labels(model, test_samples, extractor, classes)
-    metrics = end_to_end_metrics([p.label for p in test_photos], predicted, classes)
-    log.info("test accuracy, end to end: %.1f%% of %d photos", 100 * metrics["accuracy"], len(test_photos))
+    model = fit_backend(config, features, labels, extractor.feature_shape)
 
     version = config.version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     backend_dir = config.artifacts / config.backend
     version_dir = backend_dir / version
     version_dir.mkdir(parents=True, exist_ok=False)
     model.save(version_dir)
-    plot_confusion(metrics, version_dir / CONFUSION_PNG)
+    unknown_spec, calibration = UnknownSpec(), None
+    if extractor.embedding:
+        calibration = calibrate(features, labels)
+        UnknownRule(features, calibration.threshold).save(version_dir)
+        plot_open_set(calibration, version_dir / OPEN_SET_PNG)
+        unknown_spec = UnknownSpec(method="nearest_distance", threshold=calibration.threshold)
     manifest = Manifest(
         backend=config.backend,
         version=version,
@@ -138,7 +149,7 @@ def train(config: TrainConfig) -> Path:
         detector=StageSpec(name=detector.name, params=detector.params),
         features=StageSpec(name=extractor.name, params=extractor.params),
         classifier=model.summary,
-        unknown=UnknownRule(),
+        unknown=unknown_spec,
         library_versions=_library_versions(),
         dataset={
             "root": str(config.data),
@@ -148,15 +159,23 @@ def train(config: TrainConfig) -> Path:
             "test_photos": len(test_photos),
             "split_seed": config.seed,
             "test_size": config.test_size,
+            "excluded_classes": list(config.exclude_classes),
             "train_faces": len(kept),
             "train_dropped": summarise_drops(train_drops),
-            "test_dropped": summarise_drops(test_drops),
             "skipped": [f"{s.path.name}: {s.reason}" for s in dataset.skipped],
             "test_files": sorted(f"{p.label}/{p.path.name}" for p in test_photos),
         },
-        metrics={"test": metrics},
     )
-    write_report(manifest, version_dir / "report.md", [])
+    write_manifest(version_dir, manifest)  # the evaluation below loads the artifact as the service does
+
+    answers = answer_photos(Recognizer.from_artifact(version_dir), test_photos, "test photos")
+    metrics = end_to_end_metrics(answers, classes)
+    log.info("test accuracy, end to end: %.1f%% of %d photos", 100 * metrics["accuracy"], len(test_photos))
+    manifest.metrics = {"test": metrics}
+    if calibration is not None:
+        manifest.metrics["unknown_calibration"] = calibration.summary()
+    plot_confusion(metrics, version_dir / CONFUSION_PNG)
+    write_report(manifest, version_dir / "report.md")
     write_manifest(version_dir, manifest)
     point_latest(backend_dir, version)
     log.info("wrote %s", version_dir)

@@ -18,11 +18,19 @@ from app.pipeline.detect import Detection
 class FeatureExtractor(ABC):
     #: Registry name, recorded in the model manifest.
     name: str
+    #: True when rows are face embeddings, comparable by cosine distance: faces of one
+    #: person lie close together. Enables the "unknown" rule and face matching in training.
+    embedding: bool = False
 
     @property
     @abstractmethod
     def params(self) -> dict[str, Any]:
         """Settings that change the features; recorded in the manifest."""
+
+    @property
+    @abstractmethod
+    def feature_shape(self) -> tuple[int, ...]:
+        """The shape one row reshapes to: an image (h, w, c) or a vector (dim,)."""
 
     @abstractmethod
     def crop(self, rgb: np.ndarray, face: Detection) -> np.ndarray:
@@ -44,4 +52,8 @@ def create_extractor(name: str, params: dict[str, Any] | None = None, pool_size:
         from app.pipeline.features.facenet import FaceNetEmbedder
 
         return FaceNetEmbedder(**params, pool_size=pool_size)
-    raise ValueError(f"unknown feature extractor {name!r}; choose 'wavelet' or 'facenet'")
+    if name == "pixels":
+        from app.pipeline.features.pixels import PixelFeatures
+
+        return PixelFeatures(**params)
+    raise ValueError(f"unknown feature extractor {name!r}; choose 'wavelet', 'facenet' or 'pixels'")

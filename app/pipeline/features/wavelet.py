@@ -30,12 +30,16 @@ class WaveletFeatures(FeatureExtractor):
     def params(self) -> dict[str, Any]:
         return {"size": self.size, "wavelet": self.wavelet, "level": self.level}
 
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return (4 * self.size * self.size,)
+
     def crop(self, rgb: np.ndarray, face: Detection) -> np.ndarray:
         return crop_face(rgb, face)
 
     def extract(self, crops: list[np.ndarray]) -> np.ndarray:
         rows = [self._one(crop) for crop in crops]
-        return np.stack(rows) if rows else np.empty((0, 4 * self.size * self.size), np.float32)
+        return np.stack(rows) if rows else np.empty((0, *self.feature_shape), np.float32)
 
     def _one(self, crop: np.ndarray) -> np.ndarray:
         dims = (self.size, self.size)
