@@ -71,9 +71,10 @@
     } catch (_) {
       detail = response.statusText || "";
     }
+    detail = sentence(detail);
     switch (response.status) {
       case 415:
-        return ["unsupported", "Unsupported file.", detail + " Choose a photo in JPEG, PNG, WebP, BMP, TIFF or GIF."];
+        return ["unsupported", "Unsupported file.", detail];
       case 413:
         return ["too-large", "The photo is too large.", detail + " Try a smaller or downscaled copy."];
       case 400:
@@ -85,6 +86,15 @@
       default:
         return ["error", "Something went wrong (" + response.status + ").", detail];
     }
+  }
+
+  // The service's details are lower-case fragments ("not a supported image format ...");
+  // shown after a title they read better as a sentence.
+  function sentence(text) {
+    text = (text || "").trim();
+    if (!text) return "";
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(text) ? text : text + ".";
   }
 
   // ---- The model's classes ----------------------------------------------------------
@@ -263,8 +273,10 @@
     box.style.top = (100 * face.box.y) / height + "%";
     box.style.width = (100 * face.box.width) / width + "%";
     box.style.height = (100 * face.box.height) / height + "%";
-    // Near the top edge the tag would be clipped above the box, so it goes below.
+    // The stage clips its overflow, so a tag must not stick out of the photo: near the
+    // top edge it goes below the box, and in the right half it grows leftwards.
     if (face.box.y < 0.08 * height) box.classList.add("tag-below");
+    if (face.box.x + face.box.width / 2 > width / 2) box.classList.add("tag-right");
     box.setAttribute("aria-label", "Face " + (i + 1) + ": " + displayName(face.label));
     const tag = document.createElement("span");
     tag.className = "face-tag";
