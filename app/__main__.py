@@ -7,6 +7,7 @@ import argparse
 import uvicorn
 
 from app.config import get_settings
+from app.logging_config import log_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=settings.workers,
+        log_config=log_config(settings.log_level),
     )
     return 0
 

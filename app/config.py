@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="Give up on one photo after this long")
     inference_threads: int = Field(2, gt=0, description="Photos processed at once by one worker")
 
+    model_watch_interval_s: float = Field(
+        5.0, ge=0, description="Check LATEST this often and swap in a new version; 0 turns it off"
+    )
+    log_level: str = "INFO"
+
     api_key: SecretStr | None = Field(None, description="When set, /v1/* requires this X-API-Key")
     host: str = "127.0.0.1"
     port: int = 8000

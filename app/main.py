@@ -8,14 +8,18 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from app.api.admin import router as admin_router
 from app.api.body_limit import BodySizeLimit
 from app.api.problems import install_problem_handlers
 from app.api.routes import router
+from app.api.security import require_api_key
 from app.api.seed_compat import router as seed_router
+from app.api.telemetry import RequestTelemetry
 from app.api.web import install_web
 from app.config import Settings, get_settings
+from app.metrics import Metrics
 from app.model_host import ModelHost
 
 log = logging.getLogger("app")
@@ -30,9 +34,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.executor = executor
         # Load in the background: /livez answers at once, /readyz turns 200 when the model is warm.
         loading = asyncio.get_running_loop().run_in_executor(executor, _load_quietly, app.state.model_host)
+        watcher = asyncio.create_task(_watch_pointer(app.state.model_host, settings.model_watch_interval_s))
         try:
             yield
         finally:
+            watcher.cancel()
             with suppress(Exception):
                 await loading
             executor.shutdown(wait=False, cancel_futures=True)
@@ -42,16 +48,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Find every face in a photo and say who it is, or 'unknown'.",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(require_api_key)],
     )
+    metrics = Metrics()
     app.state.settings = settings
-    app.state.model_host = ModelHost(settings)
-    app.state.observe_stage = None
+    app.state.metrics = metrics
+    app.state.model_host = ModelHost(settings, on_load=metrics.set_model)
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(admin_router)
     app.include_router(seed_router)
     install_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestTelemetry, metrics=metrics)  # outermost: sees every response, 413s included
     return app
+
+
+async def _watch_pointer(host: ModelHost, interval: float) -> None:
+    """Swap in the version ``LATEST`` names whenever it changes: new models go live without a restart."""
+    if interval <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        if host.pointer_moved():
+            with suppress(Exception):  # logged by the host; the current model keeps serving
+                await loop.run_in_executor(None, host.load)
 
 
 def _load_quietly(host: ModelHost) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ log = logging.getLogger("app.model")
 
 
 class ModelHost:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_load: Callable[[Recognizer], None] | None = None) -> None:
         self.settings = settings
+        self._on_load = on_load
         self._current: Recognizer | None = None
         self._current_dir: Path | None = None
         self.error: str | None = "model not loaded yet"
@@ -36,6 +38,17 @@ class ModelHost:
     @property
     def current_dir(self) -> Path | None:
         return self._current_dir
+
+    def pointer_moved(self) -> bool:
+        """Whether ``LATEST`` now names another version than the one served (never when pinned)."""
+        s = self.settings
+        if s.model_version is not None or self._current is None:
+            return False
+        try:
+            latest = resolve_version_dir(s.artifacts_dir, s.classifier_backend)
+        except Exception:
+            return False
+        return latest != self._current_dir
 
     def load(self, version: str | None = None) -> Recognizer:
         """Load, verify and warm up a version (default: the configured one), then make it current.
@@ -66,6 +79,8 @@ class ModelHost:
                 )
                 raise
             self._current, self._current_dir, self.error = recognizer, version_dir, None
+            if self._on_load is not None:
+                self._on_load(recognizer)
             log.info(
                 "serving model %s/%s from %s",
                 recognizer.manifest.backend,

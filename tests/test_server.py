@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import select
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -21,9 +24,13 @@ LIMIT = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with running_server(log, MAX_UPLOAD_BYTES=str(LIMIT), INFERENCE_THREADS="2") as base:
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(server_log: Path) -> Iterator[str]:
+    with running_server(server_log, MAX_UPLOAD_BYTES=str(LIMIT), INFERENCE_THREADS="2") as base:
         yield base
 
 
@@ -32,6 +39,21 @@ def test_classify_over_a_socket(server: str, one_face: LabelledPhoto) -> None:
     response = httpx.post(f"{server}/v1/classify", files=files, timeout=30)
     assert response.status_code == 200
     assert len(response.json()["faces"]) == 1
+
+
+def test_logs_are_json_with_the_request_id(server: str, server_log: Path, one_face: LabelledPhoto) -> None:
+    files = {"file": ("private-name.jpg", one_face.path.read_bytes(), "image/jpeg")}
+    response = httpx.post(
+        f"{server}/v1/classify", files=files, headers={"X-Request-ID": "trace-42"}, timeout=30
+    )
+    assert response.headers["x-request-id"] == "trace-42"
+    time.sleep(0.2)
+    records = [json.loads(line) for line in server_log.read_text().splitlines() if line.startswith("{")]
+    assert records and all("level" in r and "time" in r for r in records)
+    (access,) = [r for r in records if r.get("request_id") == "trace-42"]
+    assert access["route"] == "/v1/classify" and access["status"] == 200
+    text = server_log.read_text()
+    assert "private-name" not in text and one_face.label not in text  # no file names, no results
 
 
 def test_concurrent_requests_all_succeed(server: str, one_face: LabelledPhoto, two_face_composite) -> None:

@@ -14,7 +14,7 @@ from fastapi import Request
 from app.api.problems import ProblemError
 from app.model_host import ModelHost
 from app.pipeline.decode import decode_image
-from app.recognizer import Recognition, Recognizer, StageObserver
+from app.recognizer import Recognition, Recognizer
 
 
 def ready_model(request: Request) -> Recognizer:
@@ -26,23 +26,25 @@ def ready_model(request: Request) -> Recognizer:
     return model
 
 
-async def recognize_bytes(
-    request: Request, model: Recognizer, data: bytes, observe: StageObserver | None = None
-) -> Recognition:
+async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> Recognition:
     """Decode ``data`` and find and classify every face, in the app's inference executor.
 
     Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems); running
     past ``request_timeout_s`` is a 503 problem, as the client may simply retry.
+    Stage timings and the number of faces go to the app's metrics.
     """
     settings = request.app.state.settings
+    metrics = request.app.state.metrics
     loop = asyncio.get_running_loop()
 
     def work() -> Recognition:
-        return model.recognize(decode_image(data, settings.max_pixels), observe)
+        return model.recognize(decode_image(data, settings.max_pixels), metrics.observe_stage)
 
     try:
-        return await asyncio.wait_for(
+        result = await asyncio.wait_for(
             loop.run_in_executor(request.app.state.executor, work), settings.request_timeout_s
         )
     except TimeoutError:
         raise ProblemError(503, "the image took too long to process", {"Retry-After": "1"}) from None
+    metrics.faces.observe(len(result.faces))
+    return result

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
+from app.api.inference import ready_model, recognize_bytes
 from app.api.problems import ProblemError, problem_response, problem_responses
 from app.api.schemas import (
     BoxOut,
@@ -21,7 +21,6 @@ from app.api.schemas import (
     ModelRef,
 )
 from app.model_host import ModelHost
-from app.pipeline.decode import decode_image
 from app.recognizer import Recognition, Recognizer
 
 router = APIRouter()
@@ -29,13 +28,6 @@ router = APIRouter()
 
 def _host(request: Request) -> ModelHost:
     return request.app.state.model_host
-
-
-def _ready_model(request: Request) -> Recognizer:
-    model = _host(request).current
-    if model is None:
-        raise ProblemError(503, f"the model is not ready: {_host(request).error}", {"Retry-After": "5"})
-    return model
 
 
 @router.post(
@@ -52,20 +44,8 @@ async def classify(
     form = await request.form()
     if len(form.getlist("file")) != 1:
         raise ProblemError(422, "send exactly one image in the 'file' field")
-    model = _ready_model(request)
-    data = await file.read()
-    settings = request.app.state.settings
-    loop = asyncio.get_running_loop()
-
-    def work() -> Recognition:
-        return model.recognize(decode_image(data, settings.max_pixels), request.app.state.observe_stage)
-
-    try:
-        result = await asyncio.wait_for(
-            loop.run_in_executor(request.app.state.executor, work), settings.request_timeout_s
-        )
-    except TimeoutError:
-        raise ProblemError(503, "the image took too long to process", {"Retry-After": "1"}) from None
+    model = ready_model(request)
+    result = await recognize_bytes(request, model, await file.read())
     return to_response(model, result)
 
 
@@ -95,7 +75,7 @@ def to_response(model: Recognizer, result: Recognition) -> ClassifyResponse:
     summary="The model being served: classes, settings and test metrics",
 )
 async def model_info(request: Request) -> ModelInfo:
-    model = _ready_model(request)
+    model = ready_model(request)
     m = model.manifest
     return ModelInfo(
         backend=m.backend,
@@ -125,7 +105,7 @@ async def model_info(request: Request) -> ModelInfo:
     summary="The picture of one class, from the artifact",
 )
 async def class_picture(class_id: str, request: Request) -> FileResponse:
-    model = _ready_model(request)
+    model = ready_model(request)
     info = next((c for c in model.manifest.classes if c.id == class_id and c.picture), None)
     folder: Path | None = _host(request).current_dir
     if info is None or folder is None:

@@ -114,8 +114,7 @@ async def classify_image(request: Request) -> JSONResponse:
         raise ProblemError(422, "send exactly one base64 data URL in the 'image_data' form field")
     data = decode_data_url(values[0])
     model = ready_model(request)
-    metrics = getattr(request.app.state, "metrics", None)
-    result = await recognize_bytes(request, model, data, metrics.observe_stage if metrics else None)
+    result = await recognize_bytes(request, model, data)
 
     classes = model.classes
     dictionary = {class_id: index for index, class_id in enumerate(classes)}

@@ -1,0 +1,41 @@
+"""Operations routes: Prometheus metrics and hot model reload."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from app.api.problems import ProblemError, problem_responses
+from app.api.schemas import ModelRef
+
+router = APIRouter()
+
+
+class ReloadRequest(BaseModel):
+    version: str | None = Field(None, description="Version to load; default: what LATEST names now")
+
+
+@router.post(
+    "/v1/models/reload",
+    response_model=ModelRef,
+    tags=["models"],
+    summary="Load a model version and swap it in without a restart",
+    responses=problem_responses(401, 409),
+)
+async def reload_model(request: Request, body: ReloadRequest | None = None) -> ModelRef:
+    """Requests in flight finish on the old model; if the new one fails to load, the old one keeps serving."""
+    host = request.app.state.model_host
+    version = body.version if body else None
+    try:
+        model = await asyncio.get_running_loop().run_in_executor(None, host.load, version)
+    except Exception as exc:
+        raise ProblemError(409, f"the model was not swapped: {exc}") from exc
+    return ModelRef(backend=model.manifest.backend, version=model.manifest.version)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,57 @@
+"""Prometheus metrics for the service, one registry per app so tests can build many apps."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+
+from app.recognizer import Recognizer
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+FACE_BUCKETS = (0, 1, 2, 3, 4, 5, 8, 12, 20, 50)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time from request to response, by route and status",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.faces = Histogram(
+            "faces_per_photo",
+            "Faces found per classified photo",
+            buckets=FACE_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage = Histogram(
+            "inference_stage_seconds",
+            "Time spent in each pipeline stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.model = Info("model", "The model being served", registry=self.registry)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage.labels(stage).observe(seconds)
+
+    def set_model(self, model: Recognizer) -> None:
+        m = model.manifest
+        self.model.info(
+            {
+                "backend": m.backend,
+                "version": m.version,
+                "detector": model.detector.name,
+                "features": m.features.name,
+            }
+        )
