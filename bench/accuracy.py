@@ -115,8 +115,8 @@ def main() -> int:
     scores = score_folder(recognizer, photos)
     known = scores["known"]
     print(
-        f"{args.backend}/{version_dir.name}: {known['accuracy']:.1%} end to end on {known['test_photos']} photos "
-        f"(person among the faces: {known['person_found']:.1%})"
+        f"{args.backend}/{version_dir.name}: {known['accuracy']:.1%} end to end on "
+        f"{known['test_photos']} photos (person among the faces: {known['person_found']:.1%})"
     )
     for name, row in known["per_class"].items():
         print(f"  {name}: recall {row['recall']:.1%}, precision {row['precision']:.1%}")
