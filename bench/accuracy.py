@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from app.artifacts import load_manifest, resolve_version_dir
+from app.recognizer import UNKNOWN, Recognizer
+from training.dataset import Photo, scan
+from training.evaluate import answer_photos, end_to_end_metrics
+from training.train import TrainConfig, split_photos, train
 
-from app.artifacts import load_manifest, resolve_version_dir  # noqa: E402
-from app.recognizer import UNKNOWN, Recognizer  # noqa: E402
-from training.dataset import Photo, scan  # noqa: E402
-from training.evaluate import answer_photos, end_to_end_metrics  # noqa: E402
-from training.train import TrainConfig, split_photos, train  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
 

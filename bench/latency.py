@@ -16,7 +16,6 @@ import argparse
 import io
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -25,12 +24,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from app.artifacts import resolve_version_dir
+from app.pipeline.decode import decode_image
+from app.recognizer import Recognizer
 
-from app.artifacts import resolve_version_dir  # noqa: E402
-from app.pipeline.decode import decode_image  # noqa: E402
-from app.recognizer import Recognizer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
 ONE_FACE = ["elijah_wood/0c74cdc40321addb5d50a98e10887c37.jpg"]
