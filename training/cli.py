@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--version", help="version name (default: UTC timestamp)")
     run.add_argument("--max-per-class", type=int, help="use at most N photos per person (for smoke runs)")
     run.add_argument("--quick", action="store_true", help="tiny search spaces, for tests")
-    run.add_argument("--max-trials", type=int, help="cnn: KerasTuner trials (default 12; --quick 2)")
-    run.add_argument("--epochs", type=int, help="cnn: most epochs per trial (default 60; --quick 3)")
+    run.add_argument("--max-trials", type=int, help="cnn: KerasTuner trials (default 20; --quick 2)")
+    run.add_argument("--epochs", type=int, help="cnn: most epochs per trial (default 100; --quick 3)")
     return parser
 
 
