@@ -61,3 +61,90 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
         + chunk(b"IDAT", zlib.compress(row * 16))
         + chunk(b"IEND", b"")
     )
+
+
+def gif_image(rgb: np.ndarray) -> bytes:
+    """A valid single-frame GIF (palette) of ``rgb``."""
+    return encode(rgb, "GIF")
+
+
+def grayscale_jpeg(rgb: np.ndarray) -> bytes:
+    """An 8-bit, one-channel (mode L) JPEG of ``rgb``."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).convert("L").save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def png_16bit(rgb: np.ndarray) -> bytes:
+    """A 16-bit grayscale PNG of ``rgb``, using the whole 0..65535 range."""
+    gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint16) * 257
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def cmyk_jpeg(rgb: np.ndarray) -> bytes:
+    """A four-channel CMYK JPEG of ``rgb`` (as print workflows and some cameras write them)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def rgba_png(rgb: np.ndarray, alpha: int = 200) -> bytes:
+    """An RGBA PNG of ``rgb``: opaque in the middle, ``alpha`` around a 10% border."""
+    height, width = rgb.shape[:2]
+    a = np.full((height, width), alpha, dtype=np.uint8)
+    a[height // 10 : height - height // 10, width // 10 : width - width // 10] = 255
+    return encode(np.dstack([rgb, a]), "PNG")
+
+
+#: EXIF tag 0x0112 (Orientation); 6 means "rotate 90° clockwise to view upright".
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
+    """A JPEG whose pixels are ``rgb`` turned 90° counter-clockwise, tagged Orientation=6.
+
+    A viewer that honours EXIF shows ``rgb`` upright, as a phone shows a portrait
+    it stored sideways.
+    """
+    image = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, k=1)))
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def crowd(faces: list[np.ndarray], heights: list[int], gap: int = 40) -> np.ndarray:
+    """One-face photos resized to ``heights`` and tiled left to right on grey: a crowd of known sizes."""
+    resized = [
+        cv2.resize(im, (round(im.shape[1] * h / im.shape[0]), h))
+        for im, h in zip(faces, heights, strict=True)
+    ]
+    canvas_h = max(heights) + 2 * gap
+    canvas_w = sum(im.shape[1] for im in resized) + gap * (len(resized) + 1)
+    canvas = np.full((canvas_h, canvas_w, 3), 128, dtype=np.uint8)
+    x = gap
+    for im in resized:
+        canvas[gap : gap + im.shape[0], x : x + im.shape[1]] = im
+        x += im.shape[1] + gap
+    return canvas
+
+
+def pdf_file() -> bytes:
+    """A minimal one-page PDF."""
+    return (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 72 72]>>endobj\n"
+        b"trailer<</Root 1 0 R>>\n%%EOF\n"
+    )
+
+
+def svg_file() -> bytes:
+    """An SVG drawing: an image to a browser, text to this service."""
+    return (
+        b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="640" height="480">'
+        b'<circle cx="320" cy="240" r="100" fill="tan"/></svg>\n'
+    )

@@ -16,6 +16,17 @@ import httpx
 from app.config import PROJECT_ROOT
 
 
+class ServerURL(str):
+    """The base URL of a running server (a plain ``str``) that also knows the server's process id."""
+
+    pid: int
+
+    def __new__(cls, url: str, pid: int) -> ServerURL:
+        self = super().__new__(cls, url)
+        self.pid = pid
+        return self
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -23,8 +34,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(log_path: Path, timeout: float = 120.0, **env: str) -> Iterator[str]:
-    """Start ``python -m app serve`` on a free loopback port; yield its base URL; stop it."""
+def running_server(log_path: Path, timeout: float = 120.0, **env: str) -> Iterator[ServerURL]:
+    """Start ``python -m app serve`` on a free loopback port; yield its base URL; stop it.
+
+    The URL is a ``str``; its ``pid`` is the server process (with ``WORKERS`` > 1, uvicorn's
+    supervisor, whose children are the workers).
+    """
     port = free_port()
     environment = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **env}
     with log_path.open("wb") as log:
@@ -35,7 +50,7 @@ def running_server(log_path: Path, timeout: float = 120.0, **env: str) -> Iterat
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        base = f"http://127.0.0.1:{port}"
+        base = ServerURL(f"http://127.0.0.1:{port}", process.pid)
         try:
             deadline = time.monotonic() + timeout
             while True:
