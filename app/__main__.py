@@ -1,8 +1,12 @@
-"""``python -m app serve`` runs the service with the settings from the environment."""
+"""``python -m app serve`` runs the service; ``python -m app classify DIR --out FILE`` classifies a folder.
+
+Both read the same settings from the environment (or ``.env``), so they use the same model.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import uvicorn
 
@@ -16,8 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the model over HTTP")
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    classify = commands.add_parser("classify", help="classify every image under a folder into a file")
+    classify.add_argument("dir", type=Path, help="folder of images, searched recursively")
+    classify.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv")
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.command == "classify":
+        # Imported here: the batch CLI needs tqdm (the train extra), which `serve` does not.
+        from app import batch
+
+        return batch.main(args.dir, args.out, settings)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
