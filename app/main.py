@@ -34,6 +34,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.executor = executor
         # Load in the background: /livez answers at once, /readyz turns 200 when the model is warm.
         loading = asyncio.get_running_loop().run_in_executor(executor, _load_quietly, app.state.model_host)
+        if settings.workers > 1:
+            # Uvicorn's workers share one socket and a worker accepts once its lifespan has started:
+            # a worker the supervisor restarts must not take connections (and answer 503) while
+            # the others could serve them, so it waits for its model first.
+            await loading
         watcher = asyncio.create_task(_watch_pointer(app.state.model_host, settings.model_watch_interval_s))
         try:
             yield
