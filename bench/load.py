@@ -1,0 +1,265 @@
+"""Load test: N concurrent clients post photos to /v1/classify on loopback; bounded in count and time.
+
+Run by hand (the short version runs in CI as tests/test_load.py):
+
+    .venv/bin/python bench/load.py --workers 1                   # start a server, 1 worker, 2,000 requests
+    .venv/bin/python bench/load.py --workers 2 --rounds 5        # 2 workers, 5 runs back to back (RSS trend)
+    .venv/bin/python bench/load.py --url http://127.0.0.1:8000   # a server already running on this machine
+
+Each round sends ``--requests`` requests from ``--clients`` concurrent clients (asyncio +
+httpx, one keep-alive connection each) and stops early at ``--max-seconds``. It reports
+errors (any answer but 200, or a dropped connection), latency p50/p95/p99, throughput,
+and the server's resident memory (VmRSS of the server process and all its children)
+before and after. Only loopback addresses are accepted. ``--json FILE`` writes the
+results. The numbers in docs/load.md come from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("HOBBIT_DATA", ROOT.parent / "shared" / "data" / "hobbits"))
+#: The photo the README shows: one face, 330 x 413.
+DEFAULT_PHOTO = DATA / "elijah_wood" / "0c74cdc40321addb5d50a98e10887c37.jpg"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+# --- the server's memory -------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(entry.name))
+    return kids
+
+
+def _rss(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def server_rss(pid: int) -> dict[str, int]:
+    """VmRSS in bytes of ``pid`` and every descendant (uvicorn's workers), and their total."""
+    processes, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        processes[str(p)] = _rss(p)
+        todo.extend(_children(p))
+    return {"total": sum(processes.values()), **processes}
+
+
+def listening_pid(url: str) -> int | None:
+    """The pid of the process listening on ``url``'s port, if this user can see it (Linux only)."""
+    port = urlparse(url).port or 80
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                    inodes.add(fields[9])
+    candidates = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                target = str(fd.readlink())
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    candidates.append(int(entry.name))
+                    break
+    # With several workers, all of them and the supervisor hold the socket: the supervisor is the one
+    # whose parent does not hold it.
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent not in candidates:
+                return pid
+    return None
+
+
+# --- a server of our own -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def start_server(workers: int, log: Path, timeout: float = 180.0) -> Iterator[tuple[str, int]]:
+    """``python -m app serve`` with ``workers`` workers on a free loopback port; waits for every model."""
+    port = _free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "INFO"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while log.read_text(errors="replace").count("serving model") < workers:
+                if process.poll() is not None:
+                    raise SystemExit(f"the server exited:\n{log.read_text(errors='replace')}")
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the server was not ready in {timeout:.0f}s; see {log}")
+                time.sleep(0.2)
+            if httpx.get(f"{url}/readyz", timeout=10).status_code != 200:
+                raise SystemExit(f"/readyz is not 200; see {log}")
+            yield url, process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# --- the load ------------------------------------------------------------------------------
+
+
+async def run_load(url: str, photo: bytes, clients: int, requests: int, max_seconds: float) -> dict:
+    """``requests`` posts from ``clients`` concurrent clients, or fewer if ``max_seconds`` runs out."""
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    issued = 0
+    deadline = time.monotonic() + max_seconds
+
+    async def client() -> None:
+        nonlocal issued
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            while issued < requests and time.monotonic() < deadline:
+                issued += 1
+                files = {"file": ("photo.jpg", photo, "image/jpeg")}
+                start = time.perf_counter()
+                try:
+                    response = await http.post("/v1/classify", files=files)
+                    outcome = str(response.status_code)
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                latencies.append(time.perf_counter() - start)
+                outcomes[outcome] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - start
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "errors": sum(n for k, n in outcomes.items() if k != "200"),
+        "outcomes": dict(outcomes),
+        "seconds": round(elapsed, 2),
+        "throughput_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+        "timed_out": len(latencies) < requests,
+    }
+
+
+def bench(url: str, pid: int | None, args: argparse.Namespace) -> dict:
+    photo = args.photo.read_bytes()
+    # Warm-up outside the measurement: the first requests of each worker pay for lazy set-up.
+    asyncio.run(run_load(url, photo, args.clients, args.clients * 2, args.max_seconds))
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        before = server_rss(pid) if pid else None
+        result = asyncio.run(run_load(url, photo, args.clients, args.requests, args.max_seconds))
+        after = server_rss(pid) if pid else None
+        if pid:
+            result["rss_before_mb"] = round(before["total"] / 2**20, 1)
+            result["rss_after_mb"] = round(after["total"] / 2**20, 1)
+            result["processes"] = len(after) - 1
+        rounds.append(result)
+        print(f"round {number}: " + json.dumps(result), flush=True)
+    return {
+        "url": url,
+        "workers": args.workers,
+        "clients": args.clients,
+        "requests_per_round": args.requests,
+        "photo": str(args.photo),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "versions": _versions(),
+        "rounds": rounds,
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {
+        name: version(name) for name in ("uvicorn", "fastapi", "starlette", "httpx", "opencv-python-headless")
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--url", help="a running server on this machine (loopback only)")
+    target.add_argument(
+        "--workers", type=int, choices=[1, 2], default=1, help="start a server with this many"
+    )
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per round (default 2000)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs back to back, for the memory trend")
+    parser.add_argument("--max-seconds", type=float, default=600, help="stop a round after this long")
+    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help="the image every request sends")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    if not 0 < args.requests <= 100_000 or not 0 < args.clients <= 256 or not 0 < args.rounds <= 50:
+        parser.error("keep it bounded: 1..100000 requests, 1..256 clients, 1..50 rounds")
+
+    if args.url:
+        if urlparse(args.url).hostname not in LOOPBACK:
+            parser.error("--url must be a loopback address (127.0.0.1, localhost, ::1)")
+        args.workers = None
+        result = bench(args.url, listening_pid(args.url), args)
+    else:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            start_server(args.workers, Path(tmp) / "server.log") as (
+                url,
+                pid,
+            ),
+        ):
+            result = bench(url, pid, args)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if any(r["errors"] for r in result["rounds"]) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
