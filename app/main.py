@@ -12,9 +12,9 @@ from fastapi import Depends, FastAPI
 
 from app.api.admin import router as admin_router
 from app.api.body_limit import BodySizeLimit
-from app.api.problems import install_problem_handlers
+from app.api.problems import document_problems, install_problem_handlers
 from app.api.routes import router
-from app.api.security import require_api_key
+from app.api.security import document_api_key, require_api_key
 from app.api.seed_compat import router as seed_router
 from app.api.telemetry import RequestTelemetry
 from app.api.web import install_web
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.model_host = ModelHost(settings, on_load=metrics.set_model)
     install_problem_handlers(app)
+    document_problems(app)
+    document_api_key(app)
     app.include_router(router)
     app.include_router(admin_router)
     app.include_router(seed_router)

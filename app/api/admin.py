@@ -23,7 +23,7 @@ class ReloadRequest(BaseModel):
     response_model=ModelRef,
     tags=["models"],
     summary="Load a model version and swap it in without a restart",
-    responses=problem_responses(401, 409),
+    responses=problem_responses(400, 401, 409),
 )
 async def reload_model(request: Request, body: ReloadRequest | None = None) -> ModelRef:
     """Requests in flight finish on the old model; if the new one fails to load, the old one keeps serving."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -84,3 +86,34 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         return problem_response(500, "internal error; it has been logged")
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make ``/openapi.json`` describe error bodies as they are sent: problem+json with the Problem schema.
+
+    FastAPI documents its own 422 as ``application/json`` ``HTTPValidationError`` and puts a
+    ``responses=`` model under ``application/json``; this service answers every error with
+    ``application/problem+json`` (see the handlers above), so the document says so.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status.isdigit() and int(status) >= 400:
+                        response["content"] = problem
+                        response["description"] = HTTPStatus(int(status)).phrase
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("Problem", Problem.model_json_schema())
+        text = json.dumps(schema["paths"])
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if f'/{unused}"' not in text:
+                components.pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
