@@ -87,7 +87,7 @@ def make_client(wait: bool = True, **overrides) -> Iterator[TestClient]:
         yield client
 
 
-BACKENDS = ["svm"]
+BACKENDS = ["svm", "cnn"]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -102,7 +102,8 @@ def expected_counts(rows: list[dict]) -> tuple[int, int]:
 
 def test_cli_writes_jsonl_and_prints_the_accuracy(folder: Path, tmp_path: Path, client: TestClient) -> None:
     out = tmp_path / "results.jsonl"
-    env = {**os.environ, "ARTIFACTS_DIR": str(ARTIFACTS), "CLASSIFIER_BACKEND": "svm"}
+    backend = client.get("/v1/models").json()["backend"]  # the batch CLI and the client serve one model
+    env = {**os.environ, "ARTIFACTS_DIR": str(ARTIFACTS), "CLASSIFIER_BACKEND": backend}
     done = subprocess.run(
         [sys.executable, "-m", "app", "classify", str(folder), "--out", str(out)],
         cwd=PROJECT_ROOT,
@@ -122,7 +123,8 @@ def test_cli_writes_jsonl_and_prints_the_accuracy(folder: Path, tmp_path: Path, 
 
 def test_csv_has_the_same_rows_with_flat_columns(folder: Path, tmp_path: Path, client: TestClient) -> None:
     out = tmp_path / "results.csv"
-    settings = Settings(_env_file=None, artifacts_dir=ARTIFACTS, classifier_backend="svm")
+    backend = client.get("/v1/models").json()["backend"]
+    settings = Settings(_env_file=None, artifacts_dir=ARTIFACTS, classifier_backend=backend)
     summary = batch.classify_folder(folder, out, settings)
     with out.open(newline="") as handle:
         table = list(csv.DictReader(handle))

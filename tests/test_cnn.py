@@ -22,12 +22,22 @@ PEOPLE = ("billy_boyd", "elijah_wood", "sean_astin")
 
 @pytest.fixture(scope="module")
 def artifacts_root(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    """A --quick cnn model on 3 people x 8 photos; the photos are linked, never copied."""
+    """A --quick conv net on pixels (the seed's path), 3 people x 8 photos; photos linked, never copied."""
     data = tmp_path_factory.mktemp("data")
     for person in PEOPLE:
         (data / person).symlink_to(data_dir / person, target_is_directory=True)
     root = tmp_path_factory.mktemp("artifacts")
-    argv = ["train", "--data", str(data), "--backend", "cnn", "--artifacts", str(root)]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--backend",
+        "cnn",
+        "--features",
+        "pixels",
+        "--artifacts",
+        str(root),
+    ]
     assert train_cli([*argv, "--quick", "--max-per-class", "8", "--version", "v1"]) == 0
     return root
 

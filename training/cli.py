@@ -8,7 +8,7 @@ from pathlib import Path
 
 from training.train import TrainConfig, train
 
-DEFAULT_FEATURES = {"svm": "facenet", "cnn": "pixels"}
+DEFAULT_FEATURES = {"svm": "facenet", "cnn": "facenet"}
 
 
 def build_parser() -> argparse.ArgumentParser:
