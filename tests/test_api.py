@@ -136,6 +136,14 @@ def test_upload_over_byte_limit_is_413(small_limit_client: TestClient, one_face:
     assert_problem(classify(small_limit_client, big, "big.png"), 413)
 
 
+def test_file_just_over_the_limit_is_413(small_limit_client: TestClient) -> None:
+    """Within the body's allowance for the multipart envelope, but the file itself is too big."""
+    noise = np.random.default_rng(1).integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    data = encode(noise, "PNG")
+    assert 20_000 < len(data) < 20_000 + 64 * 1024
+    assert_problem(classify(small_limit_client, data, "a.png"), 413)
+
+
 def test_chunked_upload_over_the_limit_is_413(small_limit_client: TestClient) -> None:
     """No Content-Length: the limit is enforced on the bytes as they arrive (see test_server too)."""
     response = small_limit_client.post(

@@ -34,6 +34,8 @@ async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> R
     Stage timings and the number of faces go to the app's metrics.
     """
     settings = request.app.state.settings
+    if len(data) > settings.max_upload_bytes:  # the body limit leaves room for the multipart envelope
+        raise ProblemError(413, f"the image is larger than the {settings.max_upload_bytes} byte limit")
     metrics = request.app.state.metrics
     loop = asyncio.get_running_loop()
 
