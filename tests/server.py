@@ -34,8 +34,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(log_path: Path, timeout: float = 120.0, **env: str) -> Iterator[ServerURL]:
+def running_server(
+    log_path: Path, timeout: float = 120.0, wait_for: str = "/readyz", **env: str
+) -> Iterator[ServerURL]:
     """Start ``python -m app serve`` on a free loopback port; yield its base URL; stop it.
+
+    It is yielded once ``wait_for`` answers 200: ``/readyz`` (model loaded) by default,
+    ``/livez`` for a server that is expected never to become ready.
 
     The URL is a ``str``; its ``pid`` is the server process (with ``WORKERS`` > 1, uvicorn's
     supervisor, whose children are the workers).
@@ -56,7 +61,7 @@ def running_server(log_path: Path, timeout: float = 120.0, **env: str) -> Iterat
             while True:
                 assert process.poll() is None, f"server exited early:\n{log_path.read_text()}"
                 try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    if httpx.get(f"{base}{wait_for}", timeout=2).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass

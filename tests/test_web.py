@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import pytest
 
 from app.config import PROJECT_ROOT
 from tests.images import encode, no_face_image
-from tests.server import free_port, running_server
+from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -77,33 +74,10 @@ def server() -> Iterator[str]:
 def unready_server() -> Iterator[str]:
     """A real service whose model cannot load (no such version): up, but 503 on every model route."""
     OUTPUT.mkdir(exist_ok=True)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MODEL_VERSION": "no-such-version"}
-    with (OUTPUT / "web-unready-server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, (OUTPUT / "web-unready-server.log").read_text()
-                try:
-                    if httpx.get(f"{base}/livez", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the unready server never came up"
-                time.sleep(0.2)
-            assert httpx.get(f"{base}/readyz", timeout=5).status_code == 503
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    log = OUTPUT / "web-unready-server.log"
+    with running_server(log, timeout=60, wait_for="/livez", MODEL_VERSION="no-such-version") as base:
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 503
+        yield base
 
 
 def _open(
