@@ -29,7 +29,6 @@ from tqdm import tqdm
 from app.artifacts import ArtifactError
 from app.config import Settings
 from app.model_host import ModelHost
-from app.pipeline.decode import decode_image
 from app.recognizer import FaceResult, Recognizer
 from training.dataset import IMAGE_SUFFIXES, Photo
 from training.evaluate import NO_FACE, PhotoAnswer, end_to_end_metrics
@@ -89,8 +88,8 @@ def classify_file(recognizer: Recognizer, path: Path, max_pixels: int) -> PhotoR
     image) should cost that file, not the run. The message keeps the exception type.
     """
     try:
-        rgb = decode_image(path.read_bytes(), max_pixels=max_pixels)
-        return PhotoResult(path, recognizer.recognize(rgb).faces)
+        photo = recognizer.decode(path.read_bytes(), max_pixels)
+        return PhotoResult(path, recognizer.recognize_photo(photo).faces)
     except Exception as exc:
         return PhotoResult(path, [], f"{type(exc).__name__}: {exc}")
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from app.artifacts import Manifest, load_manifest
 from app.backends import Classifier, load_classifier
+from app.pipeline.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
 from app.unknown import UnknownRule
@@ -92,6 +93,19 @@ class Recognizer:
             unknown,
             max_faces,
         )
+
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPhoto:
+        """Decode an upload, no smaller than this model's detector works at."""
+        return decode_photo(data, max_pixels, min_side=self.detector.max_side)
+
+    def recognize_photo(self, photo: DecodedPhoto, observe: StageObserver | None = None) -> Recognition:
+        """``recognize`` on a decoded photo, with boxes and sizes in the uploaded image's pixels."""
+        result = self.recognize(photo.rgb, observe)
+        scale = photo.scale
+        if scale == 1.0:
+            return result
+        faces = [replace(f, box=f.box.scaled(scale)) for f in result.faces]
+        return replace(result, width=photo.width, height=photo.height, faces=faces)
 
     def recognize(self, rgb: np.ndarray, observe: StageObserver | None = None) -> Recognition:
         """Find and classify every face in ``rgb`` (RGB uint8); faces sorted left to right."""

@@ -63,9 +63,9 @@ def in_process(recognizer: Recognizer, data: bytes, repeat: int) -> dict[str, li
     for _ in range(repeat):
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        rgb = decode_image(data)
+        photo = recognizer.decode(data)
         timings["decode"] = time.perf_counter() - start
-        result = recognizer.recognize(rgb)
+        result = recognizer.recognize_photo(photo)
         timings.update(result.timings)
         timings["total"] = time.perf_counter() - start
         for name, seconds in timings.items():
@@ -114,9 +114,9 @@ def main() -> int:
         header += ["HTTP", "HTTP / in-process"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, data in photos.items():
-        recognizer.recognize(decode_image(data))  # warm
+        recognizer.recognize_photo(recognizer.decode(data))  # warm
         stages = in_process(recognizer, data, args.repeat)
-        faces = len(recognizer.recognize(decode_image(data)).faces)
+        faces = len(recognizer.recognize_photo(recognizer.decode(data)).faces)
         cells = [name, str(faces)]
         for stage in header[2:8]:
             key = "total" if stage == "in-process total" else stage

@@ -29,7 +29,6 @@ from app.artifacts import (
     resolve_version_dir,
 )
 from app.backends.svm import SklearnClassifier
-from app.pipeline.decode import decode_image
 from app.pipeline.detect.haar import CASCADE_DIR
 from app.pipeline.features.wavelet import WaveletFeatures
 from app.recognizer import Recognizer
@@ -77,8 +76,31 @@ def main() -> int:
             TrainConfig(data=args.data, artifacts=Path(tmp), detector="haar", features="wavelet")
         )
         estimator = SklearnClassifier.load(classic_dir, load_manifest(classic_dir)).estimator
+        classic = Recognizer.from_artifact(classic_dir)
     wavelet = WaveletFeatures()
-    service = Recognizer.from_artifact(resolve_version_dir(args.artifacts, "svm"))
+    default_dir = resolve_version_dir(args.artifacts, "svm")
+    service = Recognizer.from_artifact(default_dir)
+
+    # Typical photos: the default model's held-out test photos, each timed end to end.
+    held_out = [args.data / name for name in load_manifest(default_dir).dataset["test_files"]]
+    timed = {"seed recipe": [], "classic pipeline (Haar + wavelet + SVM)": [], "default pipeline": []}
+    for path in held_out:
+        data = path.read_bytes()
+        for name, run in zip(
+            timed,
+            (
+                lambda d=data: seed_request(d, estimator, wavelet),
+                lambda d=data: classic.recognize_photo(classic.decode(d)),
+                lambda d=data: service.recognize_photo(service.decode(d)),
+            ),
+            strict=True,
+        ):
+            timed[name].append(median_ms(run, 3))
+    print(f"Per-photo p50 over the {len(held_out)} held-out photos, decode included, ms:")
+    print("| " + " | ".join(timed) + " |")
+    print("|---|---|---|")
+    print("| " + " | ".join(f"{statistics.median(v):.1f}" for v in timed.values()) + " |")
+    print()
 
     print(
         f"| photo | seed recipe, ms | service ({service.manifest.detector.name} + "
@@ -87,8 +109,25 @@ def main() -> int:
     print("|---|---|---|---|")
     for name, data in photo_set(args.data).items():
         seed = median_ms(lambda d=data: seed_request(d, estimator, wavelet), args.repeat)
-        ours = median_ms(lambda d=data: service.recognize(decode_image(d)), args.repeat)
+        ours = median_ms(lambda d=data: service.recognize_photo(service.decode(d)), args.repeat)
         print(f"| {name} | {seed:.1f} | {ours:.1f} | {seed / ours:.1f}x |")
+
+    cnn_root = args.artifacts / "cnn"
+    if (cnn_root / "LATEST").is_file():
+        cnn = Recognizer.from_artifact(resolve_version_dir(args.artifacts, "cnn"))
+        photo = cnn.decode(photo_set(args.data)["four faces"])
+        faces = cnn.detector.detect(photo.rgb)
+        features = cnn.extractor.extract([cnn.extractor.crop(photo.rgb, f) for f in faces])
+        keras_model = cnn.classifier.model
+        per_face = median_ms(
+            lambda: [keras_model.predict(row[None], verbose=0) for row in features], args.repeat
+        )
+        batched = median_ms(lambda: cnn.classifier.predict_proba(features), args.repeat)
+        print()
+        print(
+            f"cnn classify step, {len(features)} faces: model.predict per face {per_face:.1f} ms; "
+            f"one compiled batched call {batched:.2f} ms ({per_face / batched:.0f}x)"
+        )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -40,6 +41,19 @@ def test_one_face(client: TestClient, one_face: LabelledPhoto) -> None:
     assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert face["label"] == one_face.label  # a held-out photo the model never saw
     assert face["confidence"] == pytest.approx(max(face["probabilities"].values()), abs=1e-6)
+
+
+def test_boxes_of_a_large_photo_are_in_its_own_pixels(client: TestClient, one_face: LabelledPhoto) -> None:
+    """A 3x upscaled photo is decoded at reduced size; its box still comes back in its own pixels."""
+    rgb = one_face.rgb
+    big = cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    (small,) = classify(client, encode(rgb)).json()["faces"]
+    body = classify(client, encode(big)).json()
+    assert body["image"] == {"width": big.shape[1], "height": big.shape[0]}
+    (large,) = body["faces"]
+    for key in ("x", "y", "width", "height"):
+        assert large["box"][key] == pytest.approx(3 * small["box"][key], rel=0.1, abs=12), key
+    assert large["label"] == small["label"]
 
 
 def test_two_faces_sorted_left_to_right(client: TestClient, two_face_composite) -> None:

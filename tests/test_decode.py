@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.pipeline.decode import decode_image
+from app.pipeline.decode import decode_image, decode_photo
 from app.pipeline.errors import ImageTooLarge, UndecodableImage, UnsupportedImageType
 from tests.images import encode, png_bomb
 
@@ -74,3 +74,22 @@ def test_errors() -> None:
     photo = encode(np.full((64, 64, 3), 90, np.uint8))
     with pytest.raises(UndecodableImage):
         decode_image(photo[: len(photo) // 2])
+
+
+def test_large_jpeg_is_decoded_smaller_but_keeps_its_size() -> None:
+    big = np.zeros((1500, 4000, 3), np.uint8)
+    big[:, :2000] = 200
+    photo = decode_photo(encode(big), min_side=1024)
+    assert (photo.width, photo.height) == (4000, 1500)
+    assert photo.rgb.shape[:2] == (750, 2000)  # the DCT's 1/2 scale: still >= 1024 on the long side
+    assert photo.scale == 2.0
+    assert decode_photo(encode(big, "PNG"), min_side=1024).scale == 1.0  # only JPEG can do this
+
+
+def test_reduced_decode_of_a_rotated_jpeg_reports_the_upright_size() -> None:
+    wide = Image.new("RGB", (4000, 2400), (10, 200, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = decode_photo(pil_bytes(wide, "JPEG", exif=exif.tobytes()), min_side=1024)
+    assert (photo.width, photo.height) == (2400, 4000)
+    assert photo.rgb.shape[:2] == (2000, 1200)

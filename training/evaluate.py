@@ -12,7 +12,6 @@ from typing import Any
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 from tqdm import tqdm
 
-from app.pipeline.decode import decode_image
 from app.pipeline.errors import ImageError
 from app.recognizer import UNKNOWN, Recognizer
 from training.dataset import Photo
@@ -33,7 +32,7 @@ def answer_photos(recognizer: Recognizer, photos: list[Photo], desc: str = "eval
     answers = []
     for photo in tqdm(photos, desc=desc, unit="photo", disable=None):
         try:
-            faces = recognizer.recognize(decode_image(photo.path.read_bytes())).faces
+            faces = recognizer.recognize_photo(recognizer.decode(photo.path.read_bytes())).faces
         except ImageError:
             faces = []  # an unreadable photo gets no answer, which counts as wrong
         main = max(faces, key=lambda f: f.box.area).label if faces else NO_FACE

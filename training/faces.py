@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from app.pipeline.decode import decode_image
+from app.pipeline.decode import decode_photo
 from app.pipeline.detect import Detection, FaceDetector
 from app.pipeline.errors import ImageError
 from app.pipeline.features import FeatureExtractor
@@ -39,7 +39,7 @@ def extract_faces(
     dropped: list[Skipped] = []
     for photo in tqdm(photos, desc=desc, unit="photo", disable=None):
         try:
-            rgb = decode_image(photo.path.read_bytes())
+            rgb = decode_photo(photo.path.read_bytes(), min_side=detector.max_side).rgb  # as served
         except ImageError as exc:
             dropped.append(Skipped(photo.path, f"unreadable: {exc}"))
             samples.append(None)

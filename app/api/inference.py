@@ -13,7 +13,6 @@ from fastapi import Request
 
 from app.api.problems import ProblemError
 from app.model_host import ModelHost
-from app.pipeline.decode import decode_image
 from app.recognizer import Recognition, Recognizer
 
 
@@ -40,7 +39,7 @@ async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> R
     loop = asyncio.get_running_loop()
 
     def work() -> Recognition:
-        return model.recognize(decode_image(data, settings.max_pixels), metrics.observe_stage)
+        return model.recognize_photo(model.decode(data, settings.max_pixels), metrics.observe_stage)
 
     try:
         result = await asyncio.wait_for(
