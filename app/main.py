@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -21,8 +20,6 @@ from app.api.web import install_web
 from app.config import Settings, get_settings
 from app.metrics import Metrics
 from app.model_host import ModelHost
-
-log = logging.getLogger("app")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

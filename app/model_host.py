@@ -28,6 +28,8 @@ class ModelHost:
         self._current: Recognizer | None = None
         self._current_dir: Path | None = None
         self.error: str | None = "model not loaded yet"
+        #: The version folder last tried, loaded or not: the watcher retries only a new one.
+        self._last_tried: Path | None = None
         self._load_lock = threading.Lock()
 
     @property
@@ -40,15 +42,19 @@ class ModelHost:
         return self._current_dir
 
     def pointer_moved(self) -> bool:
-        """Whether ``LATEST`` now names another version than the one served (never when pinned)."""
+        """Whether ``LATEST`` names a version not tried yet (never when a version is pinned).
+
+        A version that failed to load is not retried until ``LATEST`` moves again, so a
+        broken upload is logged once rather than every few seconds.
+        """
         s = self.settings
-        if s.model_version is not None or self._current is None:
+        if s.model_version is not None:
             return False
         try:
             latest = resolve_version_dir(s.artifacts_dir, s.classifier_backend)
         except Exception:
             return False
-        return latest != self._current_dir
+        return latest != self._last_tried
 
     def load(self, version: str | None = None) -> Recognizer:
         """Load, verify and warm up a version (default: the configured one), then make it current.
@@ -61,6 +67,7 @@ class ModelHost:
                 version_dir = resolve_version_dir(
                     s.artifacts_dir, s.classifier_backend, version or s.model_version
                 )
+                self._last_tried = version_dir
                 recognizer = Recognizer.from_artifact(
                     version_dir,
                     detector=s.face_detector,

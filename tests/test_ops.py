@@ -117,3 +117,17 @@ def test_tampered_model_is_never_ready(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert_problem(client.get("/readyz"), 503)
+
+
+def test_latest_fixed_after_a_failed_start_goes_live(two_versions) -> None:
+    """No valid model at start-up: not ready; once LATEST names a good version, it is served."""
+    root, _old, new = two_versions
+    (root / "svm" / "LATEST").write_text("missing\n")
+    for client in make_client(wait=False, artifacts_dir=root, model_watch_interval_s=0.2):
+        assert_problem(client.get("/readyz"), 503)
+        (root / "svm" / "LATEST").write_text(f"{new}\n")
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "LATEST was fixed but no model went live"
+            time.sleep(0.2)
+        assert served_version(client) == new
