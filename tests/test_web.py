@@ -319,3 +319,32 @@ def test_readme_screenshot(page, two_face_composite: tuple[bytes, list[str]]) ->
     target.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[str]:
+    OUTPUT.mkdir(exist_ok=True)
+    with running_server(OUTPUT / "web-keyed-server.log", API_KEY="s3cret") as base:
+        yield base
+
+
+def test_a_service_with_an_api_key_asks_for_it_once(browser, keyed_server: str) -> None:
+    """The page asks for the key on the first 401 and sends it with every later call."""
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.set_default_timeout(ANSWER_MS)
+    asked: list[str] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept("s3cret")
+
+    page.on("dialog", answer)
+    try:
+        page.goto(keyed_server + "/")
+        page.wait_for_selector("#model-line:has-text('Knows')")
+        classify(page, "shapes.png", encode(no_face_image(), "PNG"), "image/png")
+        assert page.get_attribute("#message", "data-kind") == "no-face"
+        assert len(asked) == 1 and "API key" in asked[0]
+    finally:
+        context.close()

@@ -103,7 +103,15 @@
   // the service is still loading) faces are shown by their class id; we keep retrying.
   async function loadModel() {
     try {
-      const response = await fetch("/v1/models", { headers: { Accept: "application/json" } });
+      const response = await fetch("/v1/models", { headers: authHeaders({ Accept: "application/json" }) });
+      if (response.status === 401 && askForKey()) {
+        loadModel();
+        return;
+      }
+      if (response.status === 401) {
+        ui.modelLine.textContent = "This service needs an API key; reload the page to enter it.";
+        return;
+      }
       if (!response.ok) {
         const [, title, detail] = await explainFailure(response);
         ui.modelLine.textContent = response.status === 503 ? "The model is loading…" : title + " " + detail;
@@ -120,6 +128,19 @@
       ui.modelLine.textContent = "Cannot reach the service; retrying…";
       setTimeout(loadModel, 3000);
     }
+  }
+
+  // With API_KEY set on the server, /v1/* needs an X-API-Key header. The key is asked
+  // for on the first 401 and kept for this tab only (sessionStorage), never in the page.
+  function authHeaders(headers) {
+    const key = sessionStorage.getItem("apiKey");
+    return key ? Object.assign({ "X-API-Key": key }, headers) : headers;
+  }
+
+  function askForKey() {
+    const key = (window.prompt("This service needs an API key:") || "").trim();
+    if (key) sessionStorage.setItem("apiKey", key);
+    return Boolean(key);
   }
 
   function displayName(label) {
@@ -200,7 +221,9 @@
     try {
       let response;
       try {
-        response = await fetch("/v1/classify", { method: "POST", body: form });
+        const post = () => fetch("/v1/classify", { method: "POST", body: form, headers: authHeaders({}) });
+        response = await post();
+        if (response.status === 401 && askForKey()) response = await post();
       } catch (_) {
         // fetch only throws when no HTTP answer came back at all.
         showMessage("unreachable", "Cannot reach the service.", "Check that it is running, then try again.");
