@@ -173,6 +173,14 @@ def test_over_pixel_limit_is_413(small_limit_client: TestClient) -> None:
     assert "pixels" in body["detail"]
 
 
+def test_a_photo_over_the_time_limit_is_503(one_face: LabelledPhoto) -> None:
+    for hurried in make_client(request_timeout_s=0.001):
+        response = classify(hurried, one_face.path.read_bytes())
+        body = assert_problem(response, 503)
+        assert "too long" in body["detail"] and response.headers["retry-after"]
+        assert hurried.get("/readyz").status_code == 200
+
+
 def test_not_ready_without_a_model(tmp_path) -> None:
     for client in make_client(wait=False, artifacts_dir=tmp_path):
         assert_problem(client.get("/readyz"), 503)
