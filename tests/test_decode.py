@@ -93,3 +93,12 @@ def test_reduced_decode_of_a_rotated_jpeg_reports_the_upright_size() -> None:
     photo = decode_photo(pil_bytes(wide, "JPEG", exif=exif.tobytes()), min_side=1024)
     assert (photo.width, photo.height) == (2400, 4000)
     assert photo.rgb.shape[:2] == (2000, 1200)
+
+
+def test_the_pixel_limit_is_ours_not_pillows() -> None:
+    """Pillow's fixed bomb limit (89 M pixels) must not override a larger configured MAX_PIXELS."""
+    header_only = png_bomb(10000, 10000)  # 100 M pixels declared
+    with pytest.raises(ImageTooLarge, match="limit is 40000000"):
+        decode_image(header_only)
+    with pytest.raises(UndecodableImage):  # allowed by the limit; then fails on its missing pixels
+        decode_image(header_only, max_pixels=200_000_000)

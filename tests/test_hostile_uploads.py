@@ -88,6 +88,12 @@ CASES = [
     Case("25mb-upload", 413, lambda p: _file(np.random.default_rng(1).bytes(HUGE), "huge.jpg")),
     # Valid but unusual images.
     Case("1x1", 200, lambda p: _file(encode(np.zeros((1, 1, 3), np.uint8), "PNG"), "dot.png"), faces=0),
+    Case(
+        "5000x1", 200, lambda p: _file(encode(np.zeros((1, 5000, 3), np.uint8), "PNG"), "line.png"), faces=0
+    ),
+    Case(
+        "1x5000", 200, lambda p: _file(encode(np.zeros((5000, 1, 3), np.uint8), "PNG"), "pole.png"), faces=0
+    ),
     Case("grayscale", 200, lambda p: _file(grayscale_jpeg(p.rgb)), faces=1),
     Case("16-bit-png", 200, lambda p: _file(png_16bit(p.rgb), "deep.png"), faces=1),
     Case("cmyk-jpeg", 200, lambda p: _file(cmyk_jpeg(p.rgb)), faces=1),

@@ -13,7 +13,6 @@ have shrunk it anyway.
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,9 +26,9 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO
 #: Default pixel limit (40 megapixels).
 DEFAULT_MAX_PIXELS = 40_000_000
 
-# Pillow's own bomb check warns at MAX_IMAGE_PIXELS and raises at twice that; we check
-# the declared size ourselves first, so make Pillow's check an error at the same scale.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
+# The declared size is checked against MAX_PIXELS before any decoding (see _open), so
+# Pillow's own, fixed bomb limit (89 M pixels) would only stop a larger configured limit.
+Image.MAX_IMAGE_PIXELS = None
 
 
 #: EXIF orientations that turn the stored image by 90 degrees.
@@ -62,22 +61,15 @@ def decode_photo(
     """Decode ``data``; a JPEG may come out smaller, but with its long side at least ``min_side``."""
     image = _open(data, max_pixels)
     width, height = image.size
-    if min_side is not None and image.format == "JPEG" and max(width, height) > 2 * min_side:
-        factor = min_side / max(width, height)
-        image.draft("RGB", (max(1, round(width * factor)), max(1, round(height * factor))))
-    orientation = image.getexif().get(0x0112)
-    if orientation in _QUARTER_TURNS:
-        width, height = height, width
     try:
+        if min_side is not None and image.format == "JPEG" and max(width, height) > 2 * min_side:
+            factor = min_side / max(width, height)
+            image.draft("RGB", (max(1, round(width * factor)), max(1, round(height * factor))))
+        if image.getexif().get(0x0112) in _QUARTER_TURNS:
+            width, height = height, width
         image = ImageOps.exif_transpose(image)
         return DecodedPhoto(_to_rgb(image), width, height)
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise UndecodableImage(f"the image data is corrupt or truncated: {exc}") from exc
 
 
@@ -89,8 +81,6 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise UnsupportedImageType("not a supported image format (JPEG, PNG, WebP, BMP, TIFF, GIF)") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"image declares too many pixels: {exc}") from exc
     except OSError as exc:
         raise UndecodableImage(f"the image header is corrupt: {exc}") from exc
     if image.format not in SUPPORTED_FORMATS:

@@ -16,6 +16,9 @@ import numpy as np
 
 Point = tuple[float, float]
 
+#: BlazeFace models run in order until one finds a face (see detect/blazeface.py).
+BLAZEFACE_MODELS = ("full_range", "short_range")
+
 
 @dataclass(frozen=True)
 class Box:
@@ -81,11 +84,8 @@ class FaceDetector(ABC):
         """Return the faces in ``rgb``, sorted left to right, boxes in its own pixels."""
         height, width = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
-        small = (
-            rgb
-            if scale == 1.0
-            else cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        )
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))  # a 5000x1 image stays 1 high
+        small = rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         faces = [face.scaled(1.0 / scale) for face in self._detect(small)]
         return sorted(faces, key=lambda face: (face.box.x, face.box.y))
 
@@ -94,14 +94,17 @@ class FaceDetector(ABC):
         """Detect faces in an image already no larger than ``max_side``."""
 
 
-def create_detector(name: str, pool_size: int = 1) -> FaceDetector:
-    """Build the detector registered under ``name`` (``haar`` or ``blazeface``)."""
+def create_detector(name: str, params: dict[str, Any] | None = None, pool_size: int = 1) -> FaceDetector:
+    """Build the detector registered under ``name`` (``haar`` or ``blazeface``) with ``params``."""
+    params = params or {}
     if name == "haar":
         from app.pipeline.detect.haar import HaarDetector
 
-        return HaarDetector(pool_size=pool_size)
+        return HaarDetector(**params, pool_size=pool_size)
     if name == "blazeface":
         from app.pipeline.detect.blazeface import BlazeFaceDetector
 
-        return BlazeFaceDetector(pool_size=pool_size)
+        return BlazeFaceDetector(
+            **{**params, "models": tuple(params.get("models", BLAZEFACE_MODELS))}, pool_size=pool_size
+        )
     raise ValueError(f"unknown face detector {name!r}; choose 'haar' or 'blazeface'")

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.pipeline.detect import Box, Detection, FaceDetector
+from app.pipeline.detect import BLAZEFACE_MODELS, Box, Detection, FaceDetector
 from app.pipeline.pool import ResourcePool
 from app.pipeline.weights import package_file
 
@@ -153,7 +153,7 @@ class BlazeFaceDetector(FaceDetector):
     def __init__(
         self,
         max_side: int = 1024,
-        models: tuple[str, ...] = ("full_range", "short_range"),
+        models: tuple[str, ...] = BLAZEFACE_MODELS,
         score_threshold: float = 0.65,
         nms_iou: float = 0.3,
         pool_size: int = 1,
