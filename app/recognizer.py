@@ -6,6 +6,7 @@ this one class, so what is measured is what is served.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from app.unknown import UnknownRule
 
 UNKNOWN = "unknown"
 
+log = logging.getLogger("app.model")
+
 #: Called with (stage name, seconds) after each stage; used for metrics and benchmarks.
 StageObserver = Callable[[str, float], None]
 
@@ -33,7 +36,6 @@ class FaceResult:
     label: str
     confidence: float
     probabilities: dict[str, float]
-    detection_score: float
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Recognizer:
         max_faces: int = 20,
     ) -> None:
         self.manifest = manifest
+        #: The artifact folder the model came from (class pictures live there).
+        self.version_dir: Path | None = None
         self.detector = detector
         self.extractor = extractor
         self.classifier = classifier
@@ -84,15 +88,24 @@ class Recognizer:
         if manifest.unknown.method == "nearest_distance":
             threshold = unknown_threshold if unknown_threshold is not None else manifest.unknown.threshold
             unknown = UnknownRule.load(version_dir, float(threshold))
-        det_name = detector or manifest.detector.name
-        return cls(
+        elif unknown_threshold is not None:
+            log.warning(
+                "UNKNOWN_THRESHOLD is ignored: %s features have no unknown rule", manifest.features.name
+            )
+        if detector is None or detector == manifest.detector.name:
+            face_detector = create_detector(manifest.detector.name, manifest.detector.params, pool_size)
+        else:
+            face_detector = create_detector(detector, pool_size=pool_size)
+        recognizer = cls(
             manifest,
-            create_detector(det_name, pool_size=pool_size),
+            face_detector,
             create_extractor(manifest.features.name, manifest.features.params, pool_size=pool_size),
             load_classifier(version_dir, manifest),
             unknown,
             max_faces,
         )
+        recognizer.version_dir = version_dir
+        return recognizer
 
     def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPhoto:
         """Decode an upload, no smaller than this model's detector works at."""
@@ -153,7 +166,6 @@ class Recognizer:
                     label=UNKNOWN if is_unknown else self.classes[best],
                     confidence=float(row[best]),
                     probabilities={c: float(p) for c, p in zip(self.classes, row, strict=True)},
-                    detection_score=face.score,
                 )
             )
         return results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
@@ -86,7 +85,7 @@ async def model_info(request: Request) -> ModelInfo:
                 id=c.id,
                 name=c.name,
                 character=c.character,
-                picture_url=f"/v1/models/classes/{c.id}/picture" if c.picture else None,
+                picture_url=f"/classes/{c.id}/picture" if c.picture else None,
             )
             for c in m.classes
         ],
@@ -98,19 +97,20 @@ async def model_info(request: Request) -> ModelInfo:
 
 
 @router.get(
-    "/v1/models/classes/{class_id}/picture",
+    "/classes/{class_id}/picture",
     tags=["models"],
     response_class=FileResponse,
     responses=problem_responses(404, 503),
     summary="The picture of one class, from the artifact",
 )
 async def class_picture(class_id: str, request: Request) -> FileResponse:
-    model = ready_model(request)
+    """Outside /v1 and never behind the API key: the web page shows it with a plain <img>."""
+    model = ready_model(request)  # one model, so its manifest and folder belong together
     info = next((c for c in model.manifest.classes if c.id == class_id and c.picture), None)
-    folder: Path | None = _host(request).current_dir
-    if info is None or folder is None:
+    path = model.version_dir / info.picture if info and model.version_dir else None
+    if path is None or not path.is_file():
         raise ProblemError(404, f"class {class_id!r} has no picture")
-    return FileResponse(folder / info.picture, media_type="image/jpeg")
+    return FileResponse(path, media_type="image/jpeg")
 
 
 @router.get("/livez", response_model=Health, tags=["health"], summary="The process is up")
