@@ -28,8 +28,10 @@ class ModelHost:
         self._current: Recognizer | None = None
         self._current_dir: Path | None = None
         self.error: str | None = "model not loaded yet"
-        #: The version folder last tried, loaded or not: the watcher retries only a new one.
-        self._last_tried: Path | None = None
+        #: The folder ``LATEST`` named when it was last followed, loaded or not: the watcher
+        #: reacts only when the pointer moves, so it neither undoes an explicit reload nor
+        #: retries a broken version every few seconds.
+        self._followed: Path | None = None
         self._load_lock = threading.Lock()
 
     @property
@@ -42,11 +44,7 @@ class ModelHost:
         return self._current_dir
 
     def pointer_moved(self) -> bool:
-        """Whether ``LATEST`` names a version not tried yet (never when a version is pinned).
-
-        A version that failed to load is not retried until ``LATEST`` moves again, so a
-        broken upload is logged once rather than every few seconds.
-        """
+        """Whether ``LATEST`` has moved since it was last followed (never when a version is pinned)."""
         s = self.settings
         if s.model_version is not None:
             return False
@@ -54,10 +52,12 @@ class ModelHost:
             latest = resolve_version_dir(s.artifacts_dir, s.classifier_backend)
         except Exception:
             return False
-        return latest != self._last_tried
+        return latest != self._followed
 
     def load(self, version: str | None = None) -> Recognizer:
-        """Load, verify and warm up a version (default: the configured one), then make it current.
+        """Load, verify and warm up a version, then make it current.
+
+        The default is the configured version: ``MODEL_VERSION``, else what ``LATEST`` names now.
 
         Raises whatever went wrong; the previous model, if any, keeps serving.
         """
@@ -67,7 +67,8 @@ class ModelHost:
                 version_dir = resolve_version_dir(
                     s.artifacts_dir, s.classifier_backend, version or s.model_version
                 )
-                self._last_tried = version_dir
+                if version is None and s.model_version is None:
+                    self._followed = version_dir
                 recognizer = Recognizer.from_artifact(
                     version_dir,
                     detector=s.face_detector,

@@ -131,3 +131,29 @@ def test_latest_fixed_after_a_failed_start_goes_live(two_versions) -> None:
             assert time.monotonic() < deadline, "LATEST was fixed but no model went live"
             time.sleep(0.2)
         assert served_version(client) == new
+
+
+def test_the_watcher_does_not_undo_an_explicit_reload(two_versions) -> None:
+    root, old, new = two_versions
+    for client in make_client(artifacts_dir=root, model_watch_interval_s=0.1):
+        assert served_version(client) == old
+        assert client.post("/v1/models/reload", json={"version": new}).status_code == 200
+        time.sleep(1.0)  # ten watcher turns; LATEST still names the old version
+        assert served_version(client) == new
+
+
+def test_a_bug_is_a_logged_500_problem_with_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    """A route that fails unexpectedly: problem+json, the request id, a logged traceback, still up."""
+    for client in make_client():
+
+        async def broken() -> None:
+            raise RuntimeError("a bug")
+
+        client.app.add_api_route("/broken", broken)
+        with caplog.at_level("ERROR", logger="app.access"):
+            response = client.get("/broken", headers={"X-Request-ID": "bug-1"})
+        assert_problem(response, 500)
+        assert response.headers["x-request-id"] == "bug-1"
+        assert "a bug" not in response.text
+        assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
+        assert client.get("/readyz").status_code == 200

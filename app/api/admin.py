@@ -15,7 +15,9 @@ router = APIRouter()
 
 
 class ReloadRequest(BaseModel):
-    version: str | None = Field(None, description="Version to load; default: what LATEST names now")
+    version: str | None = Field(
+        None, description="Version to load; default: MODEL_VERSION if set, else what LATEST names now"
+    )
 
 
 @router.post(

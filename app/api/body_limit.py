@@ -11,7 +11,7 @@ from contextlib import suppress
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.problems import problem_response
+from app.api.problems import over_limit_detail, problem_response
 
 #: Room for the multipart envelope (boundaries, part headers) around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -63,8 +63,5 @@ class BodySizeLimit:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit_mb = self.max_bytes / (1024 * 1024)
-        response = problem_response(
-            413, f"the upload is larger than the {limit_mb:g} MB limit", headers={"Connection": "close"}
-        )
+        response = problem_response(413, over_limit_detail(self.max_bytes), headers={"Connection": "close"})
         await response(scope, receive, send)

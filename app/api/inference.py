@@ -11,7 +11,7 @@ import asyncio
 
 from fastapi import Request
 
-from app.api.problems import ProblemError
+from app.api.problems import ProblemError, over_limit_detail
 from app.model_host import ModelHost
 from app.recognizer import Recognition, Recognizer
 
@@ -34,7 +34,7 @@ async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> R
     """
     settings = request.app.state.settings
     if len(data) > settings.max_upload_bytes:  # the body limit leaves room for the multipart envelope
-        raise ProblemError(413, f"the image is larger than the {settings.max_upload_bytes} byte limit")
+        raise ProblemError(413, over_limit_detail(settings.max_upload_bytes))
     metrics = request.app.state.metrics
     loop = asyncio.get_running_loop()
 

@@ -41,6 +41,11 @@ class ProblemError(Exception):
         self.headers = headers
 
 
+def over_limit_detail(max_bytes: int) -> str:
+    """The one wording of the byte limit, whichever layer enforces it."""
+    return f"the upload is larger than the {max_bytes / (1024 * 1024):g} MB limit"
+
+
 def problem_response(
     status: int,
     detail: str | None = None,
@@ -63,7 +68,11 @@ def problem_responses(*statuses: int) -> dict[int | str, dict]:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Map every exception to a problem+json response; no traceback ever reaches a client."""
+    """Map expected exceptions to problem+json responses.
+
+    Anything else is a bug; RequestTelemetry logs it and answers a 500 problem, so no
+    traceback ever reaches a client.
+    """
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -82,10 +91,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return problem_response(500, "internal error; it has been logged")
 
 
 def document_problems(app: FastAPI) -> None:

@@ -9,6 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.problems import problem_response
 from app.logging_config import request_id
 from app.metrics import Metrics
 
@@ -34,16 +35,25 @@ class RequestTelemetry:
         status = 500
         start = time.perf_counter()
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (REQUEST_ID_HEADER, rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug, not bad input: log it with this request's id, answer a problem, keep serving.
+            log.exception("unhandled error")
+            if not started:
+                await problem_response(500, "internal error; it has been logged")(
+                    scope, receive, send_with_id
+                )
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
