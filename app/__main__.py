@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "classify":
-        # Imported here: the batch CLI needs tqdm (the train extra), which `serve` does not.
+        # Imported here: serving never needs the batch module.
         from app import batch
 
         return batch.main(args.dir, args.out, settings)

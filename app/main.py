@@ -1,4 +1,8 @@
-"""The FastAPI application factory: ``uvicorn --factory app.main:create_app``."""
+"""The FastAPI application factory.
+
+``python -m app serve`` runs it with the JSON logging and the HOST, PORT and WORKERS
+settings; ``uvicorn --factory app.main:create_app`` also works, with uvicorn's own logging.
+"""
 
 from __future__ import annotations
 

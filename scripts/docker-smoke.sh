@@ -8,7 +8,7 @@
 # svm image (and present in the cnn one), `docker-compose up -d`, wait until the container
 # reports healthy, post a real photo to /v1/classify and check the JSON, check /readyz and
 # /docs, then tear down (also on failure). The model served is the one artifacts/<backend>/LATEST
-# names. A backend with no model there (cnn, as committed) gets a throwaway one trained in a few
+# names. A backend with no model there gets a throwaway one trained in a few
 # seconds (`--quick`, a dozen photos per person) with the project's .venv into a temporary
 # folder that is mounted instead; without a .venv able to train it, that backend is built and
 # checked but not served (said so in the output).

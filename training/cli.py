@@ -8,8 +8,6 @@ from pathlib import Path
 
 from training.train import TrainConfig, train
 
-DEFAULT_FEATURES = {"svm": "facenet", "cnn": "facenet"}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
@@ -24,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--detector", choices=["haar", "blazeface"], default="blazeface")
     run.add_argument(
-        "--features", choices=["wavelet", "facenet", "pixels"], help="default depends on the backend"
+        "--features", choices=["wavelet", "facenet", "pixels"], default="facenet", help="default: facenet"
     )
     run.add_argument("--test-size", type=float, default=0.2, help="held-out fraction of photos (default 0.2)")
     run.add_argument("--seed", type=int, default=42, help="split and search seed (default 42)")
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         artifacts=args.artifacts,
         backend=args.backend,
         detector=args.detector,
-        features=args.features or DEFAULT_FEATURES[args.backend],
+        features=args.features,
         test_size=args.test_size,
         seed=args.seed,
         version=args.version,

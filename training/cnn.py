@@ -33,8 +33,8 @@ from keras import layers
 from sklearn.model_selection import train_test_split
 
 from app.backends.cnn import MODEL_FILE, configure_tensorflow
+from training.report import CURVES_PNG
 
-CURVES_PNG = "training_curves.png"
 VALIDATION_FRACTION = 0.2
 BATCH_SIZE = 32
 PATIENCE = 5

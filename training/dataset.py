@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app.artifacts import ClassInfo
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 CLASSES_FILE = "classes.json"
 
 

@@ -12,8 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from app.artifacts import Manifest
+from training.unknown import OPEN_SET_PNG
 
 CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "training_curves.png"  # written by training/cnn.py
 
 
 def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
@@ -91,8 +93,8 @@ def write_report(manifest: Manifest, path: Path) -> None:
             f"{calibration['calibration_known_accepted']:.1%} of known faces are accepted and "
             f"{calibration['calibration_strangers_rejected']:.1%} of strangers rejected.",
             "",
-            "![known faces accepted against strangers rejected](open_set.png)",
+            f"![known faces accepted against strangers rejected]({OPEN_SET_PNG})",
         ]
-    if (path.parent / "training_curves.png").is_file():
-        lines += ["", "## Training curves", "", "![training curves](training_curves.png)"]
+    if (path.parent / CURVES_PNG).is_file():
+        lines += ["", "## Training curves", "", f"![training curves]({CURVES_PNG})"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

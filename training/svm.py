@@ -51,7 +51,7 @@ class SvmModel:
 
 
 def fit(features: np.ndarray, labels: np.ndarray, seed: int, quick: bool = False) -> SvmModel:
-    """Pick the best candidate by 5-fold CV accuracy and return it calibrated."""
+    """Pick the best candidate by stratified k-fold CV accuracy (k = 5, fewer for tiny classes)."""
     folds = min(5, int(np.unique(labels, return_counts=True)[1].min()))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     scores: dict[str, dict[str, Any]] = {}
@@ -74,7 +74,7 @@ def fit(features: np.ndarray, labels: np.ndarray, seed: int, quick: bool = False
     summary = {
         "winner": best_name,
         "params": scores[best_name]["best_params"],
-        "calibration": "sigmoid, on 5-fold out-of-fold predictions",
+        "calibration": f"sigmoid, on {folds}-fold out-of-fold predictions",
         "candidates": scores,
     }
     return SvmModel(calibrated, summary)

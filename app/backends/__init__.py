@@ -31,7 +31,12 @@ def load_classifier(version_dir: Path, manifest: Manifest) -> Classifier:
 
         return SklearnClassifier.load(version_dir, manifest)
     if manifest.backend == "cnn":
-        from app.backends.cnn import KerasClassifier
-
+        try:
+            from app.backends.cnn import KerasClassifier
+        except ImportError as exc:
+            raise RuntimeError(
+                f"the cnn backend needs TensorFlow ({exc}): install the cnn extra, e.g. "
+                "`CLASSIFIER_BACKEND=cnn make run` or `pip install -c constraints.txt -e .[cnn]`"
+            ) from exc
         return KerasClassifier.load(version_dir, manifest)
     raise ValueError(f"unknown backend {manifest.backend!r}; choose one of {BACKENDS}")

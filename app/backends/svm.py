@@ -47,10 +47,11 @@ class SklearnClassifier(Classifier):
     @classmethod
     def load(cls, version_dir: Path, manifest: Manifest) -> SklearnClassifier:
         path = version_dir / MODEL_FILE
-        untrusted = set(sio.get_untrusted_types(file=path)) - TRUSTED_TYPES
+        listed = sio.get_untrusted_types(file=path)
+        untrusted = set(listed) - TRUSTED_TYPES
         if untrusted:
             raise ArtifactError(f"{path} contains types that are not trusted: {sorted(untrusted)}")
-        estimator = sio.load(path, trusted=sorted(sio.get_untrusted_types(file=path)))
+        estimator = sio.load(path, trusted=sorted(listed))
         model_classes = [str(c) for c in estimator.classes_]
         if model_classes != manifest.class_ids:
             raise ArtifactError(f"{path} classes {model_classes} differ from the manifest's")

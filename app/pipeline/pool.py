@@ -32,7 +32,7 @@ class ResourcePool(Generic[T]):
 
     @property
     def created(self) -> int:
-        """How many instances exist so far (for tests and metrics)."""
+        """How many instances exist so far."""
         return self._created
 
     @contextmanager
