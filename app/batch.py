@@ -31,7 +31,7 @@ from app.config import Settings
 from app.model_host import ModelHost
 from app.recognizer import FaceResult, Recognizer
 from training.dataset import IMAGE_SUFFIXES, Photo
-from training.evaluate import NO_FACE, PhotoAnswer, end_to_end_metrics
+from training.evaluate import PhotoAnswer, end_to_end_metrics
 
 #: Output formats, chosen by the suffix of ``--out``.
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
@@ -115,7 +115,7 @@ def rows(result: PhotoResult, root: Path) -> Iterator[dict[str, Any]]:
             **base,
             "status": "face",
             "face": index,
-            "box": {"x": face.box.x, "y": face.box.y, "width": face.box.width, "height": face.box.height},
+            "box": face.box.as_dict(),
             "label": face.label,
             "confidence": round(face.confidence, 6),
             "probabilities": {k: round(v, 6) for k, v in face.probabilities.items()},
@@ -150,9 +150,7 @@ class RowWriter:
 
 def photo_answer(result: PhotoResult, label: str) -> PhotoAnswer:
     """The photo's answer as ``training.evaluate.answer_photos`` forms it: the largest face's label."""
-    faces = result.faces
-    main = max(faces, key=lambda f: f.box.area).label if faces else NO_FACE
-    return PhotoAnswer(Photo(result.path, label), main, tuple(f.label for f in faces))
+    return PhotoAnswer.from_faces(Photo(result.path, label), result.faces)
 
 
 def class_of(path: Path, root: Path, classes: set[str]) -> str | None:

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from tqdm import tqdm
 
 from app.pipeline.errors import ImageError
-from app.recognizer import UNKNOWN, Recognizer
+from app.recognizer import UNKNOWN, FaceResult, Recognizer
 from training.dataset import Photo
 
 NO_FACE = "(no face)"
@@ -27,6 +27,12 @@ class PhotoAnswer:
     #: Labels of every face found, left to right.
     all_labels: tuple[str, ...]
 
+    @classmethod
+    def from_faces(cls, photo: Photo, faces: list[FaceResult]) -> PhotoAnswer:
+        """The photo's answer is its largest face's label: bystanders are usually smaller."""
+        main = max(faces, key=lambda f: f.box.area).label if faces else NO_FACE
+        return cls(photo, main, tuple(f.label for f in faces))
+
 
 def answer_photos(recognizer: Recognizer, photos: list[Photo], desc: str = "evaluate") -> list[PhotoAnswer]:
     answers = []
@@ -35,8 +41,7 @@ def answer_photos(recognizer: Recognizer, photos: list[Photo], desc: str = "eval
             faces = recognizer.recognize_photo(recognizer.decode(photo.path.read_bytes())).faces
         except ImageError:
             faces = []  # an unreadable photo gets no answer, which counts as wrong
-        main = max(faces, key=lambda f: f.box.area).label if faces else NO_FACE
-        answers.append(PhotoAnswer(photo, main, tuple(f.label for f in faces)))
+        answers.append(PhotoAnswer.from_faces(photo, faces))
     return answers
 
 

@@ -55,7 +55,7 @@ def to_response(model: Recognizer, result: Recognition) -> ClassifyResponse:
         image=ImageSize(width=result.width, height=result.height),
         faces=[
             FaceOut(
-                box=BoxOut(x=f.box.x, y=f.box.y, width=f.box.width, height=f.box.height),
+                box=BoxOut(**f.box.as_dict()),
                 label=f.label,
                 confidence=round(f.confidence, 6),
                 probabilities={k: round(v, 6) for k, v in f.probabilities.items()},

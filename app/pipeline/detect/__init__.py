@@ -8,7 +8,7 @@ original image's pixels.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import cv2
@@ -32,6 +32,9 @@ class Box:
     @property
     def area(self) -> int:
         return self.width * self.height
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
     def scaled(self, factor: float) -> Box:
         return Box(
