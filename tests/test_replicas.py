@@ -5,7 +5,7 @@ proxy config (deploy/nginx/replicas.conf) in which only the upstream servers and
 listen address are swapped for local ones. Which replica served a request is read from
 its own JSON log, where the service writes the X-Request-ID the proxy forwarded.
 
-nginx comes from `scripts/ci-install-nginx.sh`. On a developer machine without it the
+nginx comes from `scripts/ci-install-test-packages.sh`. On a developer machine without it the
 test skips; with CI=true it fails instead, so CI cannot pass by not running it.
 """
 
@@ -39,7 +39,7 @@ def nginx_binary() -> str:
     """Debian's nginx, or a skip (a failure under CI=true)."""
     found = shutil.which("nginx") or next((p for p in ["/usr/sbin/nginx"] if os.access(p, os.X_OK)), None)
     if found is None:
-        message = "nginx is not installed: run scripts/ci-install-nginx.sh"
+        message = "nginx is not installed: run scripts/ci-install-test-packages.sh"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)

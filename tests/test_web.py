@@ -1,6 +1,6 @@
 """The web page in a real browser: Debian's Chromium driven by Playwright, against a real uvicorn.
 
-Chromium comes from apt (``scripts/ci-install-browser.sh``); Playwright's own browser
+Chromium comes from apt (``scripts/ci-install-test-packages.sh``); Playwright's own browser
 download cannot work here. Without it these tests skip on a developer's machine and fail
 in CI (``CI=true``), so CI can never pass by not running them. A failing test leaves a
 screenshot in ``test-output/``; ``test_readme_screenshot`` writes ``docs/screenshot.png``.
@@ -41,7 +41,7 @@ ANSWER_MS = 30_000
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{reason}: CI must run the browser tests (run scripts/ci-install-browser.sh)")
+        pytest.fail(f"{reason}: CI must run the browser tests (run scripts/ci-install-test-packages.sh)")
     pytest.skip(reason)
 
 
