@@ -43,7 +43,9 @@ def face_crops(embedder: FeatureExtractor, data: Path, limit: int | None) -> dic
     return crops
 
 
-def time_per_face(embedder: FeatureExtractor, crops: list[np.ndarray], batch: int, repeat: int) -> list[float]:
+def time_per_face(
+    embedder: FeatureExtractor, crops: list[np.ndarray], batch: int, repeat: int
+) -> list[float]:
     """Seconds per face of ``repeat`` calls with ``batch`` faces each."""
     embedder.extract(crops[:batch])  # warm-up
     times = []
@@ -55,7 +57,9 @@ def time_per_face(embedder: FeatureExtractor, crops: list[np.ndarray], batch: in
     return times
 
 
-def concurrent_rate(embedder: FeatureExtractor, crops: list[np.ndarray], threads: int, seconds: float) -> float:
+def concurrent_rate(
+    embedder: FeatureExtractor, crops: list[np.ndarray], threads: int, seconds: float
+) -> float:
     """Faces per second with ``threads`` threads each embedding one face at a time."""
     embedder.extract(crops[:1])
     stop = time.perf_counter() + seconds
@@ -78,7 +82,9 @@ def concurrent_rate(embedder: FeatureExtractor, crops: list[np.ndarray], threads
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--photos", type=int, default=None, help="only the first N photos")
     parser.add_argument("--repeat", type=int, default=50)
@@ -109,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             shared = [i for i, k in enumerate(keys) if k in reference]
             cos = np.array([float(vectors[i] @ reference[keys[i]]) for i in shared])
             print(
-                f"cosine per face over {len(cos)} faces: min {cos.min():.6f}, p1 {np.percentile(cos, 1):.6f}, "
-                f"median {np.median(cos):.6f}, mean {cos.mean():.6f}"
+                f"cosine per face over {len(cos)} faces: min {cos.min():.6f}, "
+                f"p1 {np.percentile(cos, 1):.6f}, median {np.median(cos):.6f}, mean {cos.mean():.6f}"
             )
 
     faces = [crops[k] for k in keys]
