@@ -24,7 +24,8 @@ import numpy as np
 
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import create_detector
-from app.pipeline.features import FeatureExtractor, create_extractor
+from app.pipeline.features import FeatureExtractor
+from app.pipeline.features.facenet import FaceNetEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     extra = {} if args.intra_op is None else {"intra_op_threads": args.intra_op}
     pool = max(1, args.concurrency)
-    embedder = create_extractor("facenet", pool_size=pool, **extra)
+    embedder = FaceNetEmbedder(pool_size=pool, **extra)
     crops = face_crops(embedder, args.data, args.photos)
     keys = sorted(crops)
     print(f"{len(keys)} faces from {args.data}")
