@@ -4,11 +4,12 @@ Unlike a ``cv2.dnn.Net``, an ``InferenceSession`` may be ``run()`` by several th
 once, so each model is loaded once per process and shared by the inference threads; no
 pool is needed.
 
-Threads: each ``run()`` gets ``intra_op_threads`` threads (the caller's included). Measured
-on 2 cores (docs/benchmarks.md, bench/embedding.py): with ``INFERENCE_THREADS`` photos
-in flight, giving each call the cores divided by the photos in flight keeps every core
-busy without oversubscribing them; spinning is off, as waiting threads that spin take
-a core from the other call.
+Threads: each ``run()`` gets ``intra_op_threads`` threads (the caller's included). With
+``INFERENCE_THREADS`` photos in flight, each call gets the cores divided by the photos in
+flight, so the cores are all busy but not oversubscribed; spinning is off, as a waiting
+thread that spins takes a core from the other photo. On the busy 2-core machine the
+settings measured (bench/embedding.py --intra-op, docs/benchmarks.md) could not be told
+apart, so this default follows the reasoning; measure again on a quiet machine.
 """
 
 from __future__ import annotations
