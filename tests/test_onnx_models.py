@@ -1,0 +1,36 @@
+"""The committed ONNX networks are the ones ``make onnx`` recorded, and they load on ONNX Runtime."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from app.pipeline.onnx_session import load_session
+from app.pipeline.weights import MODELS, WeightsMissing, model_file
+
+
+def _sums() -> dict[str, str]:
+    lines = (MODELS / "SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split() for line in lines)}
+
+
+def test_every_committed_model_matches_its_recorded_sha256() -> None:
+    sums = _sums()
+    assert sorted(sums) == sorted(p.name for p in MODELS.glob("*.onnx"))
+    for name, digest in sums.items():
+        assert hashlib.sha256(model_file(name).read_bytes()).hexdigest() == digest, name
+
+
+def test_facenet_runs_any_batch_size_with_unit_length_rows() -> None:
+    session = load_session("facenet.onnx", intra_op_threads=1)
+    batch = np.random.default_rng(0).uniform(-1, 1, (3, 160, 160, 3)).astype(np.float32)
+    (rows,) = session.run(None, {"input:0": batch})
+    assert rows.shape == (3, 512)
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
+
+
+def test_a_missing_model_is_a_clear_error() -> None:
+    with pytest.raises(WeightsMissing, match="make onnx"):
+        model_file("no_such_model.onnx")
