@@ -19,21 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.problems import PROBLEM_JSON
 from tests.conftest import LabelledPhoto, make_client
-from tests.images import encode, side_by_side
 from tests.server import running_server
 from tests.test_api import assert_problem, classify
 
 THREADS, QUEUE = 1, 2
-
-
-@pytest.fixture(scope="module")
-def four_people(single_face_photos: list[LabelledPhoto]) -> bytes:
-    """Four different people side by side: a photo that keeps a thread busy for a while."""
-    people: dict[str, LabelledPhoto] = {}
-    for photo in single_face_photos:
-        people.setdefault(photo.label, photo)
-    assert len(people) >= 4
-    return encode(side_by_side(*(p.rgb for p in list(people.values())[:4])))
 
 
 def metric(base: str, name: str, **labels: str) -> float:
