@@ -10,7 +10,9 @@ SIGTERM (t = 0), with ``SHUTDOWN_GRACE_S`` = G:
 - t = ``ANSWER_BY`` x G: any still unanswered get 503 + ``Retry-After`` (the client retries on
   another replica) and running work stops at its next stage;
 - t = ``FORCE_BY`` x G: uvicorn cancels what is left (a client still uploading, say), and the
-  process exits, within G.
+  process exits;
+- t = ``EXIT_BY`` x G: if it has not (a stopped photo whose current stage runs on, and which
+  Python waits for at exit), it exits anyway: the orchestrator would SIGKILL it soon after.
 
 The hook chains to the handler it replaces (uvicorn's, which starts uvicorn's own drain),
 so it works under ``python -m app serve`` and ``uvicorn --factory app.main:create_app`` alike.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -34,6 +37,8 @@ log = logging.getLogger("app.shutdown")
 
 ANSWER_BY = 0.8
 FORCE_BY = 0.9
+EXIT_BY = 0.95
+EXIT_STATUS = 1  # not a clean exit: work was still running
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -43,16 +48,27 @@ def drain_on_termination(admission: Admission, grace_s: float) -> Iterator[None]
     loop = asyncio.get_running_loop()
 
     def started() -> None:  # on the event loop, not in the signal handler
-        log.info("shutting down: /readyz is 503, new photos are shed, admitted ones have %.1f s", grace_s)
+        log.info(
+            "shutting down: /readyz is 503, new photos are shed, admitted ones answered within %.1f s",
+            ANSWER_BY * grace_s,
+        )
         loop.call_later(ANSWER_BY * grace_s, admission.stop_all)
 
     def begin() -> None:
         if not admission.draining:
             admission.begin_draining()
             loop.call_soon_threadsafe(started)
+            watchdog = threading.Timer(EXIT_BY * grace_s, _exit_now, args=(grace_s,))
+            watchdog.daemon = True  # runs while Python waits for the inference threads at exit
+            watchdog.start()
 
     with _on_signals(begin):
         yield
+
+
+def _exit_now(grace_s: float) -> None:
+    log.error("still running %.1f s after SIGTERM: exiting with work unfinished", EXIT_BY * grace_s)
+    os._exit(EXIT_STATUS)
 
 
 @contextmanager

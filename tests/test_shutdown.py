@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from app.config import PROJECT_ROOT, Settings
+from tests.conftest import LabelledPhoto
 from tests.server import ServerURL, running_server
 from tests.test_admission import metric, post
 
@@ -73,11 +74,15 @@ def load_then_sigterm(base: ServerURL, photo: bytes, clients: int, before_sigter
 
 
 @pytest.mark.slow
-def test_sigterm_during_sixteen_clients_answers_them_all(tmp_path: Path, four_people: bytes) -> None:
+def test_sigterm_during_sixteen_clients_answers_them_all(tmp_path: Path, one_face: LabelledPhoto) -> None:
+    """The load of docs/load.md, one-face photos from 16 clients, on the default settings."""
     log = tmp_path / "server.log"
-    with running_server(log, LOG_LEVEL="INFO") as base:  # the default settings: 2 threads, MAX_QUEUE 14
-        answers, sent, refused, gone = load_then_sigterm(base, four_people, clients=16, before_sigterm=16)
-    assert [getattr(a, "status_code", a) for a in answers] == [200] * 16
+    with running_server(log, LOG_LEVEL="INFO") as base:  # 2 threads, MAX_QUEUE 14: all 16 admitted
+        photo = one_face.path.read_bytes()
+        answers, sent, refused, gone = load_then_sigterm(base, photo, clients=16, before_sigterm=8)
+    # 8 or more were admitted at SIGTERM; those not yet connected then may be refused, nothing else.
+    statuses = [getattr(a, "status_code", type(a).__name__) for a in answers]
+    assert statuses.count(200) >= 8 and set(statuses) <= {200, "ConnectError"}, statuses
     assert refused is not None and refused < gone, "new connections were never refused while draining"
     assert gone - sent < Settings(_env_file=None).shutdown_grace_s
     text = log.read_text()
