@@ -67,12 +67,17 @@ RUN groupadd --gid 10001 app \
  && useradd --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
  && mkdir -p /app /artifacts && chown app:app /app
 COPY --from=builder /opt/venv /opt/venv
+# The root filesystem may be read-only (docker-compose.yml, deploy/k8s): bytecode is compiled
+# at build time (PYTHONDONTWRITEBYTECODE above), and the little that writes at run time goes
+# to /tmp, a tmpfs there: uploads over 1 MB (spooled by python-multipart), Keras' config dir.
 ENV PATH=/opt/venv/bin:$PATH \
     CLASSIFIER_BACKEND=${BACKEND} \
     ARTIFACTS_DIR=/artifacts \
     HOST=0.0.0.0 \
     PORT=8000 \
-    WORKERS=1
+    WORKERS=1 \
+    KERAS_HOME=/tmp/keras \
+    MPLCONFIGDIR=/tmp/matplotlib
 LABEL org.opencontainers.image.title="hobbit-classifier" \
       org.opencontainers.image.description="Face classification service (backend: ${BACKEND}); mount artifacts at /artifacts"
 WORKDIR /app

@@ -12,6 +12,7 @@ import uvicorn
 
 from app.config import get_settings
 from app.logging_config import log_config
+from app.shutdown import FORCE_BY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port or settings.port,
         workers=settings.workers,
         log_config=log_config(settings.log_level),
+        # A backstop after the app's own deadline (app/shutdown.py), for clients still uploading.
+        timeout_graceful_shutdown=FORCE_BY * settings.shutdown_grace_s,
     )
     return 0
 

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     max_faces: int = Field(20, gt=0, description="Classify at most this many faces (the largest) per photo")
     request_timeout_s: float = Field(30.0, gt=0, description="Give up on one photo after this long")
     inference_threads: int = Field(2, gt=0, description="Photos processed at once by one worker")
+    max_queue: int = Field(
+        14, ge=0, description="Photos that may wait for a thread, per worker; past it, 503 with Retry-After"
+    )
+    shutdown_grace_s: float = Field(
+        20.0, gt=0, description="After SIGTERM, exit within this long; photos not answered by then get 503"
+    )
 
     model_watch_interval_s: float = Field(
         5.0, ge=0, description="Check LATEST this often and swap in a new version; 0 turns it off"

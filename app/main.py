@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import Depends, FastAPI
 
 from app.api.admin import router as admin_router
+from app.api.admission import install_admission
 from app.api.body_limit import BodySizeLimit
 from app.api.problems import document_problems, install_problem_handlers
 from app.api.routes import router
@@ -24,6 +25,10 @@ from app.api.web import install_web
 from app.config import Settings, get_settings
 from app.metrics import Metrics
 from app.model_host import ModelHost
+from app.shutdown import drain_on_termination
+
+#: The routes that run a photo through the model, and so pass admission control.
+CLASSIFY_PATHS = ("/v1/classify", "/classify_image")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,7 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await loading
         watcher = asyncio.create_task(_watch_pointer(app.state.model_host, settings.model_watch_interval_s))
         try:
-            yield
+            with drain_on_termination(app.state.admission, settings.shutdown_grace_s):
+                yield
         finally:
             watcher.cancel()
             with suppress(Exception):
@@ -61,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.model_host = ModelHost(settings, on_load=metrics.set_model)
     install_problem_handlers(app)
+    install_admission(app, settings.inference_threads, settings.max_queue, metrics, CLASSIFY_PATHS)
     document_problems(app)
     document_api_key(app)
     app.include_router(router)

@@ -7,7 +7,11 @@
 # For each backend: build hobbit-classifier:<backend>, check TensorFlow is absent from the
 # svm image (and present in the cnn one), `docker-compose up -d`, wait until the container
 # reports healthy, post a real photo to /v1/classify and check the JSON, check /readyz and
-# /docs, then tear down (also on failure). The model served is the one artifacts/<backend>/LATEST
+# /docs; check the container runs hardened as docker-compose.yml says (read-only root, no
+# capabilities, no-new-privileges, memory and CPU limits) and still takes a photo over 1 MB
+# (spooled to the /tmp tmpfs); then, under load from 4 clients, crash it (SIGKILL to its
+# process, as the OOM killer would) and `docker kill` it, and time each gap until it is healthy
+# again and count what the clients saw; then tear down (also on failure). The model served is the one artifacts/<backend>/LATEST
 # names. A backend with no model there gets a throwaway one trained in a few
 # seconds (`--quick`, a dozen photos per person) with the project's .venv into a temporary
 # folder that is mounted instead; without a .venv able to train it, that backend is built and
@@ -21,7 +25,8 @@
 #
 # Env: SMOKE_PHOTO (a photo with one known face), SMOKE_DATA (photos to train a throwaway model
 # from), SMOKE_TRAIN=0 (never train one), SMOKE_PORT (host port, default 18000 so that a
-# `make run` on 8000 is not in the way), SMOKE_HEALTHY_TIMEOUT (s, default 300).
+# `make run` on 8000 is not in the way), SMOKE_HEALTHY_TIMEOUT (s, default 300),
+# SMOKE_RECOVERY_TIMEOUT (s, default 60: the longest a gap after a kill may last).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,6 +38,7 @@ PHOTO=${SMOKE_PHOTO:-$DATA/elijah_wood/0c74cdc40321addb5d50a98e10887c37.jpg}
 TRAIN=${SMOKE_TRAIN:-1}
 PORT=${SMOKE_PORT:-18000}
 HEALTHY_TIMEOUT=${SMOKE_HEALTHY_TIMEOUT:-300}
+RECOVERY_TIMEOUT=${SMOKE_RECOVERY_TIMEOUT:-60}
 PROJECT=hobbit-smoke
 IMAGE=hobbit-classifier
 
@@ -136,6 +142,93 @@ http() { # METHOD PATH [curl args...] -> body in $body, status in $status
     body=${body%$'\n'*}
 }
 
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+
+health() { docker inspect -f '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1"; }
+
+check_hardened() { # CID: the container runs as docker-compose.yml says, and only /tmp is writable
+    local cid=$1 settings status
+    settings=$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}' "$cid")
+    read -r ro caps opts memory cpus <<<"$settings"
+    [[ $ro == true && $caps == "[ALL]" && $opts == *no-new-privileges* && $memory -gt 0 && $cpus -gt 0 ]] ||
+        die "not hardened: ReadonlyRootfs CapDrop SecurityOpt Memory NanoCpus = $settings"
+    status=$(compose exec -T api grep -E '^(CapEff|NoNewPrivs)' /proc/1/status | tr -s '\t\r\n' '  ')
+    [[ $status == "CapEff: 0000000000000000 NoNewPrivs: 1 " ]] || die "process 1 has: $status"
+    ! compose exec -T api python -c 'open("/app/probe", "w")' 2>/dev/null || die "the root filesystem is writable"
+    compose exec -T api python -c 'import tempfile; tempfile.TemporaryFile().write(b"x")' || die "/tmp is not writable"
+    log "ok: read-only root, /tmp writable, no capabilities (CapEff 0), NoNewPrivs 1, memory limit $((memory / 1048576)) MiB, $((cpus / 1000000000)) CPUs"
+}
+
+memory_used() { # CID -> "now MiB, peak MiB" from the container's memory cgroup (v1 or v2)
+    local dir
+    for dir in "/sys/fs/cgroup/memory/docker/$1" "/sys/fs/cgroup/system.slice/docker-$1.scope"; do
+        if [[ -r $dir/memory.max_usage_in_bytes ]]; then
+            echo "$(($(cat "$dir/memory.usage_in_bytes") / 1048576)) MiB now, peak $(($(cat "$dir/memory.max_usage_in_bytes") / 1048576)) MiB"
+            return
+        elif [[ -r $dir/memory.peak ]]; then
+            echo "$(($(cat "$dir/memory.current") / 1048576)) MiB now, peak $(($(cat "$dir/memory.peak") / 1048576)) MiB"
+            return
+        fi
+    done
+    docker stats --no-stream --format '{{.MemUsage}} now' "$1"
+}
+
+gap_under_load() { # LABEL COMMAND...: run COMMAND while 4 clients post photos; time until healthy again
+    local label=$1 load_dir t0 t_ready="" t_healthy="" c cid_now outcomes clients=()
+    shift
+    load_dir=$(mktemp -d /tmp/docker-smoke-load.XXXXXX)
+    for c in 1 2 3 4; do
+        (
+            while [[ ! -e $load_dir/stop ]]; do
+                code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -F "file=@$PHOTO" "http://127.0.0.1:$PORT/v1/classify") || code="curl-exit-$?"
+                echo "$code" >>"$load_dir/client-$c"
+            done
+        ) &
+        clients+=($!)
+    done
+    sleep 3
+    t0=$(now_ms)
+    "$@"
+    while :; do
+        cid_now=$(compose ps -q api 2>/dev/null || true)
+        if [[ -z $t_ready ]] && curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/readyz"; then
+            t_ready=$(now_ms)
+        fi
+        if [[ -n $cid_now && $(health "$cid_now") == running/healthy ]]; then
+            t_healthy=$(now_ms)
+            [[ -n $t_ready ]] || t_ready=$t_healthy
+            break
+        fi
+        (($(now_ms) - t0 < RECOVERY_TIMEOUT * 1000)) || {
+            touch "$load_dir/stop"; wait "${clients[@]}"
+            die "$label: not healthy again after $RECOVERY_TIMEOUT s"
+        }
+        sleep 0.2
+    done
+    sleep 2 # a little load after the recovery too
+    touch "$load_dir/stop"
+    wait "${clients[@]}"
+    outcomes=$(cat "$load_dir"/client-* | sort | uniq -c | awk '{printf "%s%s x %s", sep, $2, $1; sep=", "}')
+    rm -rf "$load_dir"
+    gap_ready=$((t_ready - t0)) gap_healthy=$((t_healthy - t0))
+    log "$label: /readyz 200 again after $((gap_ready / 1000)).$(printf '%03d' $((gap_ready % 1000))) s, docker health 'healthy' after $((gap_healthy / 1000)).$(printf '%03d' $((gap_healthy % 1000))) s; clients saw: $outcomes"
+}
+
+crash() { # SIGKILL the container's main process from the host: what the OOM killer does
+    kill -9 "$(docker inspect -f '{{.State.Pid}}' "$(compose ps -q api)")"
+}
+
+kill_and_up() { # docker kill is a manual stop: the engine does not restart it; compose up does
+    local cid restarts
+    cid=$(compose ps -q api)
+    restarts=$(docker inspect -f '{{.RestartCount}}' "$cid")
+    docker kill "$cid" >/dev/null
+    sleep 2
+    [[ $(docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$cid") == "exited $restarts" ]] ||
+        die "after docker kill: $(docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$cid")"
+    compose up -d --no-build >/dev/null 2>&1
+}
+
 summary=()
 for backend in "${BACKENDS[@]}"; do
     log "== $backend: docker build"
@@ -231,9 +324,30 @@ print("model %s %s, %d face(s): %s" % (backend, model["version"], len(faces), fo
     env_model_version=$(compose exec -T api python -c 'import os; print(os.environ.get("MODEL_VERSION", "<unset>"))')
     [[ $env_model_version == "<unset>" ]] || die "MODEL_VERSION leaked into the container as '$env_model_version'"
 
+    check_hardened "$cid"
+    big=$(mktemp /tmp/docker-smoke-big.XXXXXX)
+    docker run --rm -i --entrypoint python "$IMAGE:$backend" -c '
+import sys
+from PIL import Image
+image = Image.open(sys.stdin.buffer).convert("RGB")
+image.resize((image.width * 4, image.height * 4)).save(sys.stdout.buffer, "PNG", compress_level=0)' <"$PHOTO" >"$big"
+    big_kb=$(($(stat -c %s "$big") / 1024))
+    ((big_kb > 1024)) || die "the big photo is only ${big_kb} KB: python-multipart keeps up to 1 MB in memory"
+    http POST /v1/classify -F "file=@$big;type=image/png"
+    rm -f "$big"
+    [[ $status == 200 && $body == *'"faces":[{'* ]] || die "a ${big_kb} KB photo (spooled to /tmp) answered $status: $body"
+    log "ok: a ${big_kb} KB photo, spooled to the /tmp tmpfs, answered 200 with a face"
+    log "memory: $(memory_used "$cid") (limit $(($(docker inspect -f '{{.HostConfig.Memory}}' "$cid") / 1048576)) MiB)"
+
+    gap_under_load "crash (SIGKILL to the server process; restart: unless-stopped)" crash
+    crash_s="$((gap_healthy / 1000)).$(printf '%03d' $((gap_healthy % 1000)))"
+    [[ $(docker inspect -f '{{.RestartCount}}' "$(compose ps -q api)") -ge 1 ]] || die "the engine did not restart it"
+    gap_under_load "docker kill, then docker-compose up -d" kill_and_up
+    kill_s="$((gap_healthy / 1000)).$(printf '%03d' $((gap_healthy % 1000)))"
+
     log "tearing down"
     compose down --volumes --remove-orphans >/dev/null 2>&1
-    summary+=("$backend: build ${build_s}s, image $((size / 1000000)) MB, compose up -> healthy ${healthy_s}s ($served)")
+    summary+=("$backend: build ${build_s}s, image $((size / 1000000)) MB, compose up -> healthy ${healthy_s}s ($served); healthy again ${crash_s}s after a crash, ${kill_s}s after docker kill + up")
 done
 backend=""
 

@@ -69,6 +69,16 @@ def two_face_composite(single_face_photos: list[LabelledPhoto]) -> tuple[bytes, 
     return encode(side_by_side(first.rgb, second.rgb)), [first.label, second.label]
 
 
+@pytest.fixture(scope="session")
+def four_people(single_face_photos: list[LabelledPhoto]) -> bytes:
+    """Four held-out photos of different people side by side: a photo that keeps a thread busy."""
+    people: dict[str, LabelledPhoto] = {}
+    for photo in single_face_photos:
+        people.setdefault(photo.label, photo)
+    assert len(people) >= 4
+    return encode(side_by_side(*(p.rgb for p in list(people.values())[:4])))
+
+
 def wait_ready(client: TestClient, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,16 +1,16 @@
 """Run one uploaded photo through the served model, off the event loop.
 
 Every route that classifies bytes (``/v1/classify`` and the seed's ``/classify_image``)
-goes through here, so they decode the same way, share the inference thread pool and
-the time limit, and give the same answer for the same photo.
+goes through here, so they decode the same way, share the inference threads, their
+admission control (``app.api.admission``) and the time limit, and give the same answer
+for the same photo.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import Request
 
+from app.api.admission import StopToken
 from app.api.problems import ProblemError, over_limit_detail
 from app.model_host import ModelHost
 from app.recognizer import Recognition, Recognizer
@@ -26,26 +26,30 @@ def ready_model(request: Request) -> Recognizer:
 
 
 async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> Recognition:
-    """Decode ``data`` and find and classify every face, in the app's inference executor.
+    """Decode ``data`` and find and classify every face, on one of the app's inference threads.
 
-    Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems); running
-    past ``request_timeout_s`` is a 503 problem, as the client may simply retry.
-    Stage timings and the number of faces go to the app's metrics.
+    Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems). A full
+    worker, running past ``request_timeout_s`` and shutting down are 503 problems with
+    ``Retry-After``, as the client may simply retry. Stage timings and the number of faces
+    go to the app's metrics.
     """
     settings = request.app.state.settings
     if len(data) > settings.max_upload_bytes:  # the body limit leaves room for the multipart envelope
         raise ProblemError(413, over_limit_detail(settings.max_upload_bytes))
     metrics = request.app.state.metrics
-    loop = asyncio.get_running_loop()
 
-    def work() -> Recognition:
-        return model.recognize_photo(model.decode(data, settings.max_pixels), metrics.observe_stage)
+    def work(token: StopToken) -> Recognition:
+        token.check()  # the client may have left while this waited in the executor's hand-off
 
-    try:
-        result = await asyncio.wait_for(
-            loop.run_in_executor(request.app.state.executor, work), settings.request_timeout_s
-        )
-    except TimeoutError:
-        raise ProblemError(503, "the image took too long to process", {"Retry-After": "1"}) from None
+        def observe(stage: str, seconds: float) -> None:
+            metrics.observe_stage(stage, seconds)
+            token.check()  # between stages: stop work whose answer nobody waits for any more
+
+        photo = model.decode(data, settings.max_pixels)
+        token.check()
+        return model.recognize_photo(photo, observe)
+
+    admission = request.app.state.admission
+    result = await admission.run(request, request.app.state.executor, work, settings.request_timeout_s)
     metrics.faces.observe(len(result.faces))
     return result

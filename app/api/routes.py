@@ -128,6 +128,8 @@ async def livez() -> Health:
 @router.get("/healthz", response_model=Health, tags=["health"], include_in_schema=False)
 async def readyz(request: Request) -> Health | JSONResponse:
     host = _host(request)
+    if request.app.state.admission.draining:
+        return problem_response(503, "shutting down")
     if host.current is None:
         return problem_response(503, f"not ready: {host.error}")
     m = host.current.manifest
