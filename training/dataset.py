@@ -79,7 +79,7 @@ def _is_system(path: Path) -> bool:
 def scan(root: Path, max_per_class: int | None = None) -> Dataset:
     """List the photos under ``root``, one sub-folder per person, in a stable order.
 
-    Raises ``TrainingInputError`` when there is nothing to train on.
+    Each skipped file is logged as a warning with its reason. Raises ``TrainingInputError`` when there is nothing to train on.
     """
     if not root.is_dir():
         raise TrainingInputError(f"data folder {root} does not exist or is not a folder")
@@ -101,6 +101,8 @@ def scan(root: Path, max_per_class: int | None = None) -> Dataset:
         if not found:
             skipped.append(Skipped(folder, "no photos in this person folder; person left out"))
         photos.extend(found[:max_per_class])
+    for skip in skipped:
+        log.warning("skipped %s: %s", skip.path, skip.reason)
     if not photos:
         hint = f"; the {loose_photos} photos directly in it need a folder per person" if loose_photos else ""
         raise TrainingInputError(

@@ -83,7 +83,10 @@ def _evaluation_lines(manifest: Manifest) -> list[str]:
     method = evaluation["method"]
     metrics = manifest.metrics.get("test" if method == "held_out" else method)
     if metrics is None:
-        return ["## Evaluation", "", f"No accuracy figure: {evaluation['why']}.", ""]
+        why = evaluation["why"]
+        if method == "leave_one_photo_out":
+            why = "every person has a single photo, and leaving it out removes them from the model"
+        return ["## Evaluation", "", f"No accuracy figure: {why}.", ""]
     lines = [
         f"## {METHOD_TITLES[method]}",
         "",

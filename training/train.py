@@ -88,6 +88,8 @@ def usable_photos(dataset: Dataset, stages: Stages) -> tuple[Dataset, dict[Photo
         Skipped(dataset.root / label, "no usable face in any of its photos; person left out")
         for label in gone
     ]
+    for skipped in (*dropped, *people):
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
     usable = dataset.keeping(kept, (*dropped, *people))
     if not usable.photos:
         raise TrainingInputError(f"no face found in any photo under {dataset.root}")
@@ -98,10 +100,9 @@ def train(config: TrainConfig) -> Path:
     """Run the whole pipeline and return the new version's folder (now ``LATEST``)."""
     backend_dir = config.artifacts / config.backend
     version_dir = _new_version_dir(backend_dir, config.version)
+    scanned = scan(config.data, config.max_per_class)
     stages = Stages.create(config)
-    dataset, faces = usable_photos(scan(config.data, config.max_per_class), stages)
-    for skipped in dataset.skipped:
-        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    dataset, faces = usable_photos(scanned, stages)
     plan = plan_evaluation(dataset.photos, config.test_size, config.seed)
     if config.exclude_classes:
         # Leave-one-person-out runs: the same split as the full run, minus the excluded people.
@@ -112,13 +113,13 @@ def train(config: TrainConfig) -> Path:
             [p for p in plan.test if p.label not in config.exclude_classes],
             plan.why,
         )
+    labels = np.array([p.label for p in plan.train])
+    check_trainable(config.backend, labels)
     if config.backend == "cnn" and plan.method == "leave_one_photo_out":
         raise TrainingInputError(
             f"the cnn backend cannot be scored leave-one-photo-out (a model search per photo): {plan.why}; "
             "use --test-size 0 to train it without a score, or --backend svm"
         )
-    labels = np.array([p.label for p in plan.train])
-    check_trainable(config.backend, labels)
     log.info(
         "%d usable photos of %d people; evaluation: %s (%s)",
         len(dataset.photos),
