@@ -79,7 +79,8 @@ def _is_system(path: Path) -> bool:
 def scan(root: Path, max_per_class: int | None = None) -> Dataset:
     """List the photos under ``root``, one sub-folder per person, in a stable order.
 
-    Each skipped file is logged as a warning with its reason. Raises ``TrainingInputError`` when there is nothing to train on.
+    Each skipped file is logged as a warning with its reason. Raises ``TrainingInputError``
+    when there is nothing to train on.
     """
     if not root.is_dir():
         raise TrainingInputError(f"data folder {root} does not exist or is not a folder")
