@@ -73,14 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="tiny search spaces, for tests")
     run.add_argument("--max-trials", type=_positive, help="cnn: KerasTuner trials (default 20; --quick 2)")
     run.add_argument("--epochs", type=_positive, help="cnn: most epochs per trial (default 100; --quick 3)")
-    cache = run.add_mutually_exclusive_group()
-    cache.add_argument(
+    run.add_argument(
         "--cache-dir",
         type=Path,
         default=default_cache_dir(),
         help=f"embedding cache: photos seen before are not detected again (default {default_cache_dir()})",
     )
-    cache.add_argument("--no-cache", action="store_true", help="detect and embed every photo afresh")
+    run.add_argument("--no-cache", action="store_true", help="detect and embed every photo afresh")
     return parser
 
 
