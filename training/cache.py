@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 import app.pipeline
-from app.pipeline.detect import Box, Detection
+from app.pipeline.detect import Box, Detection, FaceDetector
+from app.pipeline.features import FeatureExtractor
 
 log = logging.getLogger("training")
 
@@ -85,7 +86,7 @@ class PhotoFaces:
         return cls(tuple(faces), np.asarray(arrays["features"]))
 
 
-def pipeline_settings(detector: dict[str, Any], features: dict[str, Any]) -> dict[str, Any]:
+def pipeline_settings(detector: FaceDetector, extractor: FeatureExtractor) -> dict[str, Any]:
     """Everything an entry depends on besides the photo: stage specs, library versions, pipeline code."""
     versions = {}
     for name in PIPELINE_DISTRIBUTIONS:
@@ -99,8 +100,8 @@ def pipeline_settings(detector: dict[str, Any], features: dict[str, Any]) -> dic
         code.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
     return {
         "format": FORMAT,
-        "detector": detector,
-        "features": features,
+        "detector": {"name": detector.name, **detector.params},
+        "features": {"name": extractor.name, **extractor.params},
         "libraries": versions,
         "pipeline_code": code.hexdigest(),
     }
@@ -117,6 +118,11 @@ class EmbeddingCache:
         settings_path = self.folder / SETTINGS_FILE
         if not settings_path.is_file():
             _write_atomically(settings_path, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
+
+    @classmethod
+    def for_stages(cls, root: Path, detector: FaceDetector, extractor: FeatureExtractor) -> EmbeddingCache:
+        """The cache for entries made by these two stages, as they are configured and installed now."""
+        return cls(root, pipeline_settings(detector, extractor))
 
     def _path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / f"{sha256}.npz"

@@ -19,7 +19,7 @@ from app.pipeline.detect import FaceDetector, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
 from app.recognizer import Recognizer
 from training.artifact import FitOptions, check_trainable, fit_artifact
-from training.cache import EmbeddingCache, PhotoFaces, pipeline_settings
+from training.cache import EmbeddingCache, PhotoFaces
 from training.dataset import Dataset, Photo, Skipped, picture_path, scan
 from training.errors import TrainingInputError
 from training.evaluate import answer_from_faces, end_to_end_metrics, leave_one_photo_out
@@ -67,12 +67,11 @@ class Stages:
     @classmethod
     def create(cls, config: TrainConfig) -> Stages:
         detector, extractor = create_detector(config.detector), create_extractor(config.features)
-        cache = None
-        if config.cache_dir is not None:
-            settings = pipeline_settings(
-                {"name": detector.name, **detector.params}, {"name": extractor.name, **extractor.params}
-            )
-            cache = EmbeddingCache(config.cache_dir, settings)
+        cache = (
+            None
+            if config.cache_dir is None
+            else EmbeddingCache.for_stages(config.cache_dir, detector, extractor)
+        )
         return cls(detector, extractor, cache)
 
     def features_of(self, photos: list[Photo], faces: dict[Photo, PhotoFaces]) -> np.ndarray:

@@ -15,7 +15,7 @@ import pytest
 
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
-from training.cache import EmbeddingCache, pipeline_settings
+from training.cache import EmbeddingCache
 from training.cli import main
 
 PEOPLE = ("billy_boyd", "dominic_monaghan", "elijah_wood", "martin_freeman", "sean_astin")
@@ -69,10 +69,4 @@ def stages():
 
 @pytest.fixture(scope="session")
 def cache(stages, cache_dir: Path) -> EmbeddingCache:
-    detector, extractor = stages
-    return EmbeddingCache(
-        cache_dir,
-        pipeline_settings(
-            {"name": detector.name, **detector.params}, {"name": extractor.name, **extractor.params}
-        ),
-    )
+    return EmbeddingCache.for_stages(cache_dir, *stages)

@@ -39,12 +39,6 @@ def photos_of(paths: list[Path], label: str) -> list[Photo]:
     return [Photo(p, label, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
 
 
-def settings_for(detector, extractor) -> dict:
-    return pipeline_settings(
-        {"name": detector.name, **detector.params}, {"name": extractor.name, **extractor.params}
-    )
-
-
 def test_an_entry_is_what_the_pipeline_computes(stages, cache, shared_photos) -> None:
     detector, extractor = stages
     photo = photos_of(shared_photos["sean_astin"][:1], "sean_astin")[0]
@@ -57,7 +51,7 @@ def test_an_entry_is_what_the_pipeline_computes(stages, cache, shared_photos) ->
 
 def test_a_warm_retrain_embeds_only_the_new_photos(stages, tmp_path, shared_photos) -> None:
     detector, extractor = stages
-    cache = EmbeddingCache(tmp_path / "cache", settings_for(detector, extractor))
+    cache = EmbeddingCache.for_stages(tmp_path / "cache", detector, extractor)
     counting = CountingDetector(detector)
     first = photos_of(shared_photos["billy_boyd"][:4], "billy_boyd")
     embed_photos(first, counting, extractor, cache)
@@ -80,10 +74,10 @@ def test_changed_settings_never_reuse_entries(stages, cache, shared_photos, tmp_
     root = cache.folder.parent
     other_margin = create_extractor("facenet", {"margin": 0.3})
     other_detector = create_detector("haar")
-    for changed in (settings_for(detector, other_margin), settings_for(other_detector, extractor)):
+    for changed in (pipeline_settings(detector, other_margin), pipeline_settings(other_detector, extractor)):
         assert EmbeddingCache(root, changed).get(photo.sha256) is None
     # A new library or weights version, or any edit to the pipeline's code, is another model.
-    base = settings_for(detector, extractor)
+    base = pipeline_settings(detector, extractor)
     assert EmbeddingCache(root, base).digest == cache.digest
     for key, value in [
         ("pipeline_code", "0" * 64),
@@ -94,7 +88,7 @@ def test_changed_settings_never_reuse_entries(stages, cache, shared_photos, tmp_
 
 def test_a_corrupt_entry_is_computed_again(stages, tmp_path, shared_photos) -> None:
     detector, extractor = stages
-    cache = EmbeddingCache(tmp_path / "cache", settings_for(detector, extractor))
+    cache = EmbeddingCache.for_stages(tmp_path / "cache", detector, extractor)
     photo = photos_of(shared_photos["martin_freeman"][:1], "martin_freeman")[0]
     embed_photos([photo], detector, extractor, cache)
     entry = next(cache.folder.rglob("*.npz"))
@@ -108,7 +102,7 @@ def test_a_corrupt_entry_is_computed_again(stages, tmp_path, shared_photos) -> N
 
 def test_concurrent_writers_leave_whole_entries(stages, tmp_path, shared_photos) -> None:
     detector, extractor = stages
-    cache = EmbeddingCache(tmp_path / "cache", settings_for(detector, extractor))
+    cache = EmbeddingCache.for_stages(tmp_path / "cache", detector, extractor)
     photo = photos_of(shared_photos["martin_freeman"][:1], "martin_freeman")[0]
     entry = detect_and_extract(photo.path.read_bytes(), detector, extractor)
     threads = [
