@@ -96,7 +96,7 @@ def scan(root: Path, max_per_class: int | None = None) -> Dataset:
                 continue
             first = seen.setdefault(photo.sha256, photo)
             if first is not photo:
-                skipped.append(Skipped(path, f"same bytes as {first.label}/{first.path.name}"))
+                skipped.append(Skipped(path, f"duplicate: same bytes as {first.label}/{first.path.name}"))
                 continue
             found.append(photo)
         if not found:
