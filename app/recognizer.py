@@ -142,7 +142,7 @@ class Recognizer:
             with stage("features"):
                 features = self.extractor.extract(crops)
             with stage("classify"):
-                results = self._classify(faces, features)
+                results = self.classify(faces, features)
         height, width = rgb.shape[:2]
         return Recognition(width, height, results, truncated, timings)
 
@@ -152,7 +152,8 @@ class Recognizer:
         keep = sorted(faces, key=lambda f: f.box.area, reverse=True)[: self.max_faces]
         return sorted(keep, key=lambda f: (f.box.x, f.box.y)), True
 
-    def _classify(self, faces: list[Detection], features: np.ndarray) -> list[FaceResult]:
+    def classify(self, faces: list[Detection], features: np.ndarray) -> list[FaceResult]:
+        """Label detected faces from their feature rows; public so training can score cached features."""
         probabilities = self.classifier.predict_proba(features)
         unknown = (
             self.unknown.is_unknown(features) if self.unknown is not None else np.zeros(len(faces), bool)

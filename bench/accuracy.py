@@ -23,7 +23,8 @@ from app.artifacts import load_manifest, resolve_version_dir
 from app.recognizer import UNKNOWN, Recognizer
 from training.dataset import Photo, scan
 from training.evaluate import answer_photos, end_to_end_metrics
-from training.train import TrainConfig, split_photos, train
+from training.split import plan_evaluation
+from training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +64,7 @@ def leave_one_out(data: Path, backend: str, quick: bool) -> list[dict]:
                 )
             )
             recognizer = Recognizer.from_artifact(version_dir)
-            _, test = split_photos(dataset, 0.2, 42)
+            test = plan_evaluation(dataset.photos, 0.2, 42).test
             photos = [p for p in test if p.label != person] + [p for p in dataset.photos if p.label == person]
             scores = score_folder(recognizer, photos)
             rows.append(

@@ -34,7 +34,7 @@ def messy_data(data_dir, tmp_path_factory):
                 shutil.copy(photo, target / name)
         (target / ".DS_Store").write_bytes(b"\0\0")
         (target / "notes.txt").write_text("not a photo")
-        (target / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+        (target / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage from " + person.name.encode())
     (root / "README.md").write_text("stray file at the root")
     return root
 
@@ -44,9 +44,9 @@ def test_scan_reports_what_it_skips(messy_data) -> None:
     assert len(dataset.class_ids) == 3
     assert len(dataset.photos) == 33  # 10 photos + broken.jpg per person
     reasons = {s.path.name: s.reason for s in dataset.skipped}
-    assert reasons["README.md"] == "not a class folder"
-    assert reasons["notes.txt"] == "not an image file"
-    assert reasons[".DS_Store"] == "not an image file"
+    assert reasons["README.md"] == "not inside a person folder"
+    assert reasons["notes.txt"] == "not a photo type training reads (.txt)"
+    assert reasons[".DS_Store"] == "hidden or system file"
 
 
 def test_train_classic_pipeline_then_serve_it(messy_data, tmp_path, capsys) -> None:
@@ -63,6 +63,8 @@ def test_train_classic_pipeline_then_serve_it(messy_data, tmp_path, capsys) -> N
             "--quick",
             "--version",
             "t1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
         ]
     )
     assert code == 0
@@ -70,8 +72,9 @@ def test_train_classic_pipeline_then_serve_it(messy_data, tmp_path, capsys) -> N
     assert (artifacts / "svm" / "LATEST").read_text().strip() == "t1"
     manifest = load_manifest(version_dir)
     assert {"model.skops", "report.md", "confusion_matrix.png"} <= set(manifest.files)
-    broken_in_test = [e for e in manifest.metrics["test"]["errors"] if "broken.jpg -> (no face)" in e]
-    assert manifest.dataset["train_dropped"].get("unreadable", 0) + len(broken_in_test) == 3
+    # The three broken files are listed as unreadable and kept out of both training and testing.
+    assert manifest.dataset["skipped_counts"]["unreadable"] == 3
+    assert manifest.dataset["photos"] == 30
     assert set(manifest.metrics["test"]["per_class"]) == set(manifest.class_ids)
     assert "logistic_regression" in manifest.classifier["candidates"]
     assert "Accuracy" in (version_dir / "report.md").read_text()

@@ -1,16 +1,51 @@
-"""Command line: ``python -m training train --data DIR --backend svm --artifacts DIR``."""
+"""Command line: ``python -m training train --data DIR --backend svm --artifacts DIR``.
+
+Bad input (a folder that cannot train a model, an option out of range) is one
+line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
+from typing import NoReturn
 
+from training.cache import default_cache_dir
+from training.errors import TrainingInputError
 from training.train import TrainConfig, train
 
 
+def _test_size(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..0.5 (0 trains on every photo)")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = _Parser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("train", help="train a new model version from <data>/<person>/<photos>")
     run.add_argument(
@@ -24,13 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--features", choices=["wavelet", "facenet", "pixels"], default="facenet", help="default: facenet"
     )
-    run.add_argument("--test-size", type=float, default=0.2, help="held-out fraction of photos (default 0.2)")
+    run.add_argument(
+        "--test-size",
+        type=_test_size,
+        default=0.2,
+        help="held-out fraction of photos, 0..0.5 (default 0.2; 0: train on all, no held-out figure)",
+    )
     run.add_argument("--seed", type=int, default=42, help="split and search seed (default 42)")
     run.add_argument("--version", help="version name (default: UTC timestamp)")
-    run.add_argument("--max-per-class", type=int, help="use at most N photos per person (for smoke runs)")
+    run.add_argument(
+        "--max-per-class", type=_positive, help="use at most N photos per person (for smoke runs)"
+    )
     run.add_argument("--quick", action="store_true", help="tiny search spaces, for tests")
-    run.add_argument("--max-trials", type=int, help="cnn: KerasTuner trials (default 20; --quick 2)")
-    run.add_argument("--epochs", type=int, help="cnn: most epochs per trial (default 100; --quick 3)")
+    run.add_argument("--max-trials", type=_positive, help="cnn: KerasTuner trials (default 20; --quick 2)")
+    run.add_argument("--epochs", type=_positive, help="cnn: most epochs per trial (default 100; --quick 3)")
+    run.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help=f"embedding cache: photos seen before are not detected again (default {default_cache_dir()})",
+    )
+    run.add_argument("--no-cache", action="store_true", help="detect and embed every photo afresh")
     return parser
 
 
@@ -50,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         max_trials=args.max_trials,
         epochs=args.epochs,
+        cache_dir=None if args.no_cache else args.cache_dir,
     )
-    version_dir = train(config)
+    try:
+        version_dir = train(config)
+    except TrainingInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. an artifacts or cache folder that cannot be written
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return 2
     print(version_dir)
     return 0

@@ -209,6 +209,7 @@ def fit(
         "winner": winner,
         "params": candidates[winner]["best_params"],
         "classes": classes,
+        "choice": "lowest validation loss among the KerasTuner trials",
         "search": (
             f"KerasTuner random search, {len(candidates)} trials, on a {len(y_val)}-face validation split "
             "of the training photos, ranked by validation loss; accuracy is on that split."

@@ -1,90 +1,90 @@
-"""Detect and crop the labelled face of each photo, with the serving pipeline's own stages.
+"""Detect and embed the faces of each photo with the serving pipeline's own stages, through the cache.
 
-A photo's label belongs to its largest face: web photos of a person often show
-bystanders, who are smaller. Photos that cannot be decoded or show no face are
-dropped with a reason, and counted against end-to-end accuracy at evaluation.
+A photo's label belongs to one of its faces: web photos of a person often show
+bystanders. Photos that cannot be decoded or show no face are dropped with a
+reason, and counted against end-to-end accuracy at evaluation.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
 from app.pipeline.decode import decode_photo
-from app.pipeline.detect import Detection, FaceDetector
+from app.pipeline.detect import FaceDetector
 from app.pipeline.errors import ImageError
 from app.pipeline.features import FeatureExtractor
 from app.unknown import l2_normalise
+from training.cache import EmbeddingCache, PhotoFaces
 from training.dataset import Photo, Skipped
 
 
-@dataclass(frozen=True)
-class FaceSample:
-    photo: Photo
-    face: Detection
-    #: All faces found in the photo; the others are bystanders.
-    others: tuple[Detection, ...]
-    crop: np.ndarray
-    other_crops: tuple[np.ndarray, ...]
+def detect_and_extract(data: bytes, detector: FaceDetector, extractor: FeatureExtractor) -> PhotoFaces:
+    """Every face in one photo's bytes and its feature row, decoded as the service decodes uploads."""
+    rgb = decode_photo(data, min_side=detector.max_side).rgb
+    faces = tuple(detector.detect(rgb))
+    return PhotoFaces(faces, extractor.extract([extractor.crop(rgb, face) for face in faces]))
 
 
-def extract_faces(
-    photos: list[Photo], detector: FaceDetector, extractor: FeatureExtractor, desc: str = "detect"
-) -> tuple[list[FaceSample | None], list[Skipped]]:
-    """One entry per photo (None where it yielded no face), plus why each dropped photo was dropped."""
-    samples: list[FaceSample | None] = []
+def embed_photos(
+    photos: list[Photo],
+    detector: FaceDetector,
+    extractor: FeatureExtractor,
+    cache: EmbeddingCache | None = None,
+    desc: str = "detect",
+) -> tuple[dict[Photo, PhotoFaces], list[Skipped]]:
+    """The faces of every photo that has one, plus why each other photo was dropped.
+
+    Photos already in ``cache`` are not decoded at all; new results are added to it.
+    A photo without a face is cached too (as zero faces); an unreadable one is not.
+    """
+    found: dict[Photo, PhotoFaces] = {}
     dropped: list[Skipped] = []
     for photo in tqdm(photos, desc=desc, unit="photo", disable=None):
-        try:
-            rgb = decode_photo(photo.path.read_bytes(), min_side=detector.max_side).rgb  # as served
-        except ImageError as exc:
-            dropped.append(Skipped(photo.path, f"unreadable: {exc}"))
-            samples.append(None)
-            continue
-        faces = detector.detect(rgb)
-        if not faces:
+        entry = cache.get(photo.sha256) if cache is not None else None
+        if entry is None:
+            try:
+                entry = detect_and_extract(photo.path.read_bytes(), detector, extractor)
+            except (ImageError, OSError) as exc:
+                dropped.append(Skipped(photo.path, f"unreadable: {exc}"))
+                continue
+            if cache is not None:
+                cache.put(photo.sha256, entry)
+        if entry.faces:
+            found[photo] = entry
+        else:
             dropped.append(Skipped(photo.path, "no face found"))
-            samples.append(None)
-            continue
-        main = max(faces, key=lambda f: f.box.area)
-        others = tuple(f for f in faces if f is not main)
-        samples.append(
-            FaceSample(
-                photo, main, others, extractor.crop(rgb, main), tuple(extractor.crop(rgb, f) for f in others)
-            )
-        )
-    return samples, dropped
+    return found, dropped
 
 
-def main_face_features(samples: list[FaceSample], extractor: FeatureExtractor) -> np.ndarray:
-    """One feature row per photo: the face the photo's label belongs to.
+def main_face_features(entries: list[tuple[str, PhotoFaces]], embedding: bool) -> np.ndarray:
+    """One feature row per labelled photo: the face the photo's label belongs to.
 
     With face embeddings, a photo with several faces contributes the face most
     like the person's single-face photos, since the largest face is sometimes a
     bystander; otherwise, and for hand-made features, the largest face.
     """
-    rows = [extractor.extract([s.crop, *s.other_crops]) for s in samples]
-    if not extractor.embedding:
-        return np.stack([r[0] for r in rows])
-    labels = np.array([s.photo.label for s in samples])
-    single = np.array([len(r) == 1 for r in rows])
+    largest = [e.features[int(np.argmax([f.box.area for f in e.faces]))] for _, e in entries]
+    if not embedding:
+        return np.stack(largest)
+    labels = np.array([label for label, _ in entries])
+    single = np.array([len(e.faces) == 1 for _, e in entries])
     centroids = {
         label: l2_normalise(
             np.stack(
-                [r[0] for r, one, lab in zip(rows, single, labels, strict=True) if one and lab == label]
+                [e.features[0] for (lab, e), one in zip(entries, single, strict=True) if one and lab == label]
             ).mean(axis=0, keepdims=True)
         )[0]
         for label in np.unique(labels[single])
     }
     chosen = []
-    for row, label in zip(rows, labels, strict=True):
-        if len(row) == 1 or label not in centroids:
-            chosen.append(row[0])
+    for (label, entry), row in zip(entries, largest, strict=True):
+        if len(entry.faces) == 1 or label not in centroids:
+            chosen.append(row)
         else:
-            chosen.append(row[int(np.argmax(l2_normalise(row) @ centroids[label]))])
+            chosen.append(entry.features[int(np.argmax(l2_normalise(entry.features) @ centroids[label]))])
     return np.stack(chosen)
 
 

@@ -18,7 +18,14 @@ CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "training_curves.png"  # written by training/cnn.py
 
 
-def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
+#: How each evaluation method is named in the report and plots.
+METHOD_TITLES = {
+    "held_out": "Held-out test photos, end to end",
+    "leave_one_photo_out": "Leave-one-photo-out on the training photos (not a held-out figure), end to end",
+}
+
+
+def plot_confusion(metrics: dict[str, Any], method: str, path: Path) -> None:
     cm = metrics["confusion_matrix"]
     matrix = np.array(cm["matrix"])
     fig, ax = plt.subplots(figsize=(1.2 * len(cm["columns"]) + 2, 0.9 * len(cm["rows"]) + 2))
@@ -30,15 +37,15 @@ def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
         ax.text(j, i, str(count), ha="center", va="center", color=colour)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"Test photos, end to end (accuracy {metrics['accuracy']:.1%})")
+    ax.set_title(f"{METHOD_TITLES[method]}\naccuracy {metrics['accuracy']:.1%}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def write_report(manifest: Manifest, path: Path) -> None:
-    metrics = manifest.metrics["test"]
     data = manifest.dataset
+    classifier = manifest.classifier
     lines = [
         f"# Model {manifest.backend}/{manifest.version}",
         "",
@@ -47,54 +54,78 @@ def write_report(manifest: Manifest, path: Path) -> None:
         "",
         f"- Detector: `{manifest.detector.name}` {manifest.detector.params}",
         f"- Features: `{manifest.features.name}` {manifest.features.params}",
-        f"- Classifier: {manifest.classifier.get('winner')} {manifest.classifier.get('params')}",
-        f"- Photos: {data['photos']} ({data['train_photos']} train, {data['test_photos']} test, "
-        f"split stratified with seed {data['split_seed']}); skipped files: {len(data['skipped'])}",
-        f"- Training photos dropped: {data['train_dropped']}",
+        f"- Classifier: {classifier.get('winner')} {classifier.get('params')}: "
+        f"{classifier.get('choice', '')}",
+        f"- Photos with a usable face: {data['photos']} ({data['train_photos']} train, "
+        f"{data['test_photos']} test); skipped: {data['skipped_counts'] or 'none'}",
         f"- People left out: {data['excluded_classes']}" if data.get("excluded_classes") else "",
         "",
-        "## Test split, end to end",
+        *_evaluation_lines(manifest),
+        "## Model choice",
         "",
-        f"**Accuracy: {metrics['accuracy']:.1%}** on {metrics['test_photos']} held-out photos "
-        f"(a photo whose face is not found counts as wrong; faces found in "
-        f"{metrics['faces_found']}). The labelled person is among the faces found in "
-        f"{metrics['person_found']:.1%} of the photos.",
+        classifier.get("search", ""),
         "",
-        "| class | precision | recall | F1 | photos |",
-        "|---|---|---|---|---|",
     ]
+    if classifier.get("candidates"):
+        lines += ["| candidate | accuracy | best parameters |", "|---|---|---|"]
+        for name, row in classifier["candidates"].items():
+            lines.append(f"| {name} | {row['best_cv_accuracy']:.1%} | `{row['best_params']}` |")
+    lines += _unknown_lines(manifest.metrics["unknown_threshold"])
+    if (path.parent / CURVES_PNG).is_file():
+        lines += ["", "## Training curves", "", f"![training curves]({CURVES_PNG})"]
+    if data["skipped"]:
+        lines += ["", "## Skipped files", "", *(f"- `{s}`" for s in data["skipped"])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _evaluation_lines(manifest: Manifest) -> list[str]:
+    evaluation = manifest.metrics["evaluation"]
+    method = evaluation["method"]
+    metrics = manifest.metrics.get("test" if method == "held_out" else method)
+    if metrics is None:
+        why = evaluation["why"]
+        if method == "leave_one_photo_out":
+            why = "every person has a single photo, and leaving it out removes them from the model"
+        return ["## Evaluation", "", f"No accuracy figure: {why}.", ""]
+    lines = [
+        f"## {METHOD_TITLES[method]}",
+        "",
+        f"{evaluation['why']}.",
+        "",
+        f"**Accuracy: {metrics['accuracy']:.1%}** on {metrics['test_photos']} photos. The labelled person "
+        f"is among the faces found in {metrics['person_found']:.1%} of the photos.",
+    ]
+    if metrics.get("unscored_people"):
+        lines.append(
+            f"Not scored (one photo, which leaving out removes): {', '.join(metrics['unscored_people'])}."
+        )
+    lines += ["", "| class | precision | recall | F1 | photos |", "|---|---|---|---|---|"]
     for name, row in metrics["per_class"].items():
         lines.append(
             f"| {name} | {row['precision']:.2f} | {row['recall']:.2f} | {row['f1-score']:.2f} "
             f"| {int(row['support'])} |"
         )
-    lines += [
-        "",
-        f"![confusion matrix]({CONFUSION_PNG})",
-        "",
-        "## Model search",
-        "",
-        manifest.classifier.get("search", "Cross-validation on the training split."),
-        "",
-    ]
-    lines += ["| candidate | accuracy | best parameters |", "|---|---|---|"]
-    for name, row in manifest.classifier.get("candidates", {}).items():
-        lines.append(f"| {name} | {row['best_cv_accuracy']:.1%} | `{row['best_params']}` |")
+    lines += ["", f"![confusion matrix]({CONFUSION_PNG})", ""]
     if metrics["errors"]:
-        lines += ["", "Wrong answers (true/photo -> answer):", ""] + [f"- `{e}`" for e in metrics["errors"]]
-    calibration = manifest.metrics.get("unknown_calibration")
-    if calibration:
+        lines += ["Wrong answers (true/photo -> answer):", "", *(f"- `{e}`" for e in metrics["errors"]), ""]
+    return lines
+
+
+def _unknown_lines(threshold: dict[str, Any]) -> list[str]:
+    lines = ["", "## Unknown faces", ""]
+    if threshold["source"] == "none":
+        return [*lines, f"No unknown rule: {threshold['rule']}."]
+    lines.append(
+        f"A face is `unknown` when its cosine distance to the nearest training face is above "
+        f"**{threshold['threshold']:.3f}** ({threshold['source']}: {threshold['rule']})."
+    )
+    if threshold["source"] == "calibrated":
         lines += [
-            "",
-            "## Unknown faces",
-            "",
-            f"A face is `unknown` when its cosine distance to the nearest training face is above "
-            f"**{calibration['threshold']:.3f}** ({calibration['rule']}). On that calibration, "
-            f"{calibration['calibration_known_accepted']:.1%} of known faces are accepted and "
-            f"{calibration['calibration_strangers_rejected']:.1%} of strangers rejected.",
+            f"On that calibration, {threshold['calibration_known_accepted']:.1%} of known faces are "
+            f"accepted and {threshold['calibration_strangers_rejected']:.1%} of strangers rejected.",
             "",
             f"![known faces accepted against strangers rejected]({OPEN_SET_PNG})",
         ]
-    if (path.parent / CURVES_PNG).is_file():
-        lines += ["", "## Training curves", "", f"![training curves]({CURVES_PNG})"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        lines.append(f"Provenance: {threshold['provenance']}")
+    return lines

@@ -1,7 +1,8 @@
-"""One training run, start to finish: scan, split, detect, fit, evaluate, write the artifact.
+"""One training run, start to finish: scan, detect and embed (cached), split, fit, evaluate, write.
 
-The test split is made on photos, before any face is detected, with a fixed seed;
-nothing fitted, tuned or calibrated ever sees it.
+Every photo is detected and embedded once, through the embedding cache, before the
+split; the split is then made on the photos with a usable face, with a fixed seed,
+and nothing fitted, tuned or calibrated ever sees a test photo.
 """
 
 from __future__ import annotations
@@ -9,36 +10,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
 
-import cv2
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from app.artifacts import ClassInfo, Manifest, StageSpec, UnknownSpec, point_latest, write_manifest
-from app.pipeline.detect import create_detector
-from app.pipeline.features import create_extractor
+from app.artifacts import ArtifactError, ClassInfo, check_version_name, point_latest, write_manifest
+from app.pipeline.detect import FaceDetector, create_detector
+from app.pipeline.features import FeatureExtractor, create_extractor
 from app.recognizer import Recognizer
-from app.unknown import UnknownRule
-from training.dataset import Dataset, Photo, picture_path, scan
-from training.evaluate import answer_photos, end_to_end_metrics
-from training.faces import extract_faces, main_face_features, summarise_drops
+from training.artifact import FitOptions, check_trainable, fit_artifact
+from training.cache import EmbeddingCache, PhotoFaces
+from training.dataset import Dataset, Photo, Skipped, picture_path, scan
+from training.errors import TrainingInputError
+from training.evaluate import answer_from_faces, end_to_end_metrics, leave_one_photo_out
+from training.faces import embed_photos, main_face_features, summarise_drops
 from training.report import CONFUSION_PNG, plot_confusion, write_report
-from training.unknown import OPEN_SET_PNG, calibrate, plot_open_set
+from training.split import EvaluationPlan, plan_evaluation
 
 log = logging.getLogger("training")
-
-LIBRARIES = (
-    "numpy",
-    "opencv-python-headless",
-    "scikit-learn",
-    "PyWavelets",
-    "skops",
-    "tensorflow-cpu",
-    "keras",
-)
 
 
 @dataclass(frozen=True)
@@ -59,151 +48,180 @@ class TrainConfig:
     #: cnn search budget: trials, and the most epochs per trial (None: the backend's default).
     max_trials: int | None = None
     epochs: int | None = None
+    #: Embedding cache folder; None detects and embeds every photo afresh.
+    cache_dir: Path | None = None
+
+    @property
+    def options(self) -> FitOptions:
+        return FitOptions(self.backend, self.seed, self.quick, self.max_trials, self.epochs)
 
 
-class TrainedModel(Protocol):
-    summary: dict[str, Any]
+@dataclass(frozen=True)
+class Stages:
+    """The pipeline stages a run detects and embeds with, and the cache in front of them."""
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+    detector: FaceDetector
+    extractor: FeatureExtractor
+    cache: EmbeddingCache | None
 
-    def save(self, version_dir: Path) -> None: ...
-
-
-def split_photos(dataset: Dataset, test_size: float, seed: int) -> tuple[list[Photo], list[Photo]]:
-    """Stratified by person, fixed seed: the same folder always gives the same test photos."""
-    train, test = train_test_split(
-        dataset.photos, test_size=test_size, random_state=seed, stratify=[p.label for p in dataset.photos]
-    )
-    return list(train), list(test)
-
-
-def fit_backend(
-    config: TrainConfig, features: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...]
-) -> TrainedModel:
-    if config.backend == "svm":
-        from training import svm
-
-        return svm.fit(features, labels, seed=config.seed, quick=config.quick)
-    if config.backend == "cnn":
-        from training import cnn
-
-        return cnn.fit(
-            features,
-            labels,
-            feature_shape,
-            seed=config.seed,
-            quick=config.quick,
-            max_trials=config.max_trials,
-            epochs=config.epochs,
+    @classmethod
+    def create(cls, config: TrainConfig) -> Stages:
+        detector, extractor = create_detector(config.detector), create_extractor(config.features)
+        cache = (
+            None
+            if config.cache_dir is None
+            else EmbeddingCache.for_stages(config.cache_dir, detector, extractor)
         )
-    raise ValueError(f"unknown backend {config.backend!r}")
+        return cls(detector, extractor, cache)
+
+    def features_of(self, photos: list[Photo], faces: dict[Photo, PhotoFaces]) -> np.ndarray:
+        return main_face_features([(p.label, faces[p]) for p in photos], self.extractor.embedding)
+
+
+def usable_photos(dataset: Dataset, stages: Stages) -> tuple[Dataset, dict[Photo, PhotoFaces]]:
+    """The dataset cut to photos with a face (people without one go), and every photo's faces."""
+    faces, dropped = embed_photos(dataset.photos, stages.detector, stages.extractor, stages.cache, "detect")
+    kept = [p for p in dataset.photos if p in faces]
+    gone = sorted({p.label for p in dataset.photos} - {p.label for p in kept})
+    people = [
+        Skipped(dataset.root / label, "no usable face in any of its photos; person left out")
+        for label in gone
+    ]
+    for skipped in (*dropped, *people):
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    usable = dataset.keeping(kept, (*dropped, *people))
+    if not usable.photos:
+        raise TrainingInputError(f"no face found in any photo under {dataset.root}")
+    return usable, faces
 
 
 def train(config: TrainConfig) -> Path:
     """Run the whole pipeline and return the new version's folder (now ``LATEST``)."""
-    dataset = scan(config.data, config.max_per_class)
-    for skipped in dataset.skipped:
-        log.warning("skipped %s: %s", skipped.path, skipped.reason)
-    train_photos, test_photos = split_photos(dataset, config.test_size, config.seed)
+    backend_dir = config.artifacts / config.backend
+    version_dir = _new_version_dir(backend_dir, config.version)
+    scanned = scan(config.data, config.max_per_class)
+    stages = Stages.create(config)
+    dataset, faces = usable_photos(scanned, stages)
+    plan = plan_evaluation(dataset.photos, config.test_size, config.seed)
     if config.exclude_classes:
         # Leave-one-person-out runs: the same split as the full run, minus the excluded people.
         dataset = dataset.without(config.exclude_classes)
-        train_photos = [p for p in train_photos if p.label not in config.exclude_classes]
-        test_photos = [p for p in test_photos if p.label not in config.exclude_classes]
-    classes = dataset.class_ids
+        plan = EvaluationPlan(
+            plan.method,
+            [p for p in plan.train if p.label not in config.exclude_classes],
+            [p for p in plan.test if p.label not in config.exclude_classes],
+            plan.why,
+        )
+    labels = np.array([p.label for p in plan.train])
+    check_trainable(config.backend, labels)
+    if config.backend == "cnn" and plan.method == "leave_one_photo_out":
+        raise TrainingInputError(
+            f"the cnn backend cannot be scored leave-one-photo-out (a model search per photo): {plan.why}; "
+            "use --test-size 0 to train it without a score, or --backend svm"
+        )
     log.info(
-        "%d photos of %d classes: %d train, %d test",
+        "%d usable photos of %d people; evaluation: %s (%s)",
         len(dataset.photos),
-        len(classes),
-        len(train_photos),
-        len(test_photos),
+        len(dataset.classes),
+        plan.method,
+        plan.why,
     )
-
-    detector = create_detector(config.detector)
-    extractor = create_extractor(config.features)
-    samples, train_drops = extract_faces(train_photos, detector, extractor, "train photos")
-    for dropped in train_drops:
-        log.warning("dropped %s: %s", dropped.path, dropped.reason)
-    kept = [s for s in samples if s is not None]
-    features = main_face_features(kept, extractor)
-    labels = np.array([s.photo.label for s in kept])
-    log.info("training %s on %d faces (%d photos dropped)", config.backend, len(kept), len(train_drops))
-    model = fit_backend(config, features, labels, extractor.feature_shape)
-
-    version = config.version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    backend_dir = config.artifacts / config.backend
-    version_dir = backend_dir / version
-    version_dir.mkdir(parents=True, exist_ok=False)
-    model.save(version_dir)
-    unknown_spec, calibration = UnknownSpec(), None
-    if extractor.embedding:
-        calibration = calibrate(features, labels)
-        UnknownRule(features, calibration.threshold).save(version_dir)
-        plot_open_set(calibration, version_dir / OPEN_SET_PNG)
-        unknown_spec = UnknownSpec(method="nearest_distance", threshold=calibration.threshold)
-    manifest = Manifest(
-        backend=config.backend,
-        version=version,
-        created=datetime.now(UTC),
-        classes=_copy_pictures(dataset, version_dir),
-        detector=StageSpec(name=detector.name, params=detector.params),
-        features=StageSpec(name=extractor.name, params=extractor.params),
-        classifier=model.summary,
-        unknown=unknown_spec,
-        library_versions=_library_versions(),
-        dataset={
-            "root": str(config.data),
-            "fingerprint": dataset.fingerprint(),
-            "photos": len(dataset.photos),
-            "train_photos": len(train_photos),
-            "test_photos": len(test_photos),
-            "split_seed": config.seed,
-            "test_size": config.test_size,
-            "excluded_classes": list(config.exclude_classes),
-            "train_faces": len(kept),
-            "train_dropped": summarise_drops(train_drops),
-            "skipped": [f"{s.path.name}: {s.reason}" for s in dataset.skipped],
-            "test_files": sorted(f"{p.label}/{p.path.name}" for p in test_photos),
-        },
+    features = stages.features_of(plan.train, faces)
+    artifact = fit_artifact(
+        features,
+        labels,
+        dataset.classes,
+        stages.detector,
+        stages.extractor,
+        config.options,
+        version_dir.name,
+        _dataset_summary(config, dataset, plan),
     )
-    write_manifest(version_dir, manifest)  # the evaluation below loads the artifact as the service does
-
-    answers = answer_photos(Recognizer.from_artifact(version_dir), test_photos, "test photos")
-    metrics = end_to_end_metrics(answers, classes)
-    log.info("test accuracy, end to end: %.1f%% of %d photos", 100 * metrics["accuracy"], len(test_photos))
-    manifest.metrics = {"test": metrics}
-    if calibration is not None:
-        manifest.metrics["unknown_calibration"] = calibration.summary()
-    plot_confusion(metrics, version_dir / CONFUSION_PNG)
+    artifact.save(
+        version_dir, {c.id: path for c in dataset.classes if (path := picture_path(dataset.root, c))}
+    )
+    manifest = artifact.manifest
+    metrics = _evaluate(config, plan, stages, faces, features, version_dir, artifact.manifest.classes)
+    manifest.metrics["evaluation"] = {"method": plan.method, "why": plan.why}
+    if metrics is not None:
+        manifest.metrics["test" if plan.method == "held_out" else plan.method] = metrics
+        plot_confusion(metrics, plan.method, version_dir / CONFUSION_PNG)
     write_report(manifest, version_dir / "report.md")
     write_manifest(version_dir, manifest)
-    point_latest(backend_dir, version)
+    point_latest(backend_dir, version_dir.name)
     log.info("wrote %s", version_dir)
     return version_dir
 
 
-def _copy_pictures(dataset: Dataset, version_dir: Path) -> list[ClassInfo]:
-    """Copy each class picture into the artifact, shrunk, so the artifact is self-contained."""
-    infos = []
-    for info in dataset.classes:
-        source = picture_path(dataset.root, info)
-        name = None
-        if source is not None:
-            image = cv2.imread(str(source))
-            if image is not None:
-                scale = min(1.0, 256 / max(image.shape[:2]))
-                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                name = f"class-{info.id}.jpg"
-                cv2.imwrite(str(version_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        infos.append(info.model_copy(update={"picture": name}))
-    return infos
+def _evaluate(
+    config: TrainConfig,
+    plan: EvaluationPlan,
+    stages: Stages,
+    faces: dict[Photo, PhotoFaces],
+    features: np.ndarray,
+    version_dir: Path,
+    classes: list[ClassInfo],
+) -> dict | None:
+    """End-to-end scores by the plan's method; None when there is nothing to score."""
+    if plan.method == "held_out":
+        # The artifact is loaded exactly as the service loads it, then answers from the cached faces.
+        recognizer = Recognizer.from_artifact(version_dir)
+        answers = [answer_from_faces(recognizer, photo, faces[photo]) for photo in plan.test]
+        metrics = end_to_end_metrics(answers, recognizer.classes)
+        log.info(
+            "held-out accuracy, end to end: %.1f%% of %d photos", 100 * metrics["accuracy"], len(answers)
+        )
+        return metrics
+    if plan.method == "none":
+        log.info("no held-out figure: %s", plan.why)
+        return None
+
+    def refit(x: np.ndarray, y: np.ndarray) -> Recognizer:
+        fold = fit_artifact(x, y, classes, stages.detector, stages.extractor, config.options)
+        return fold.recognizer(stages.detector, stages.extractor)
+
+    answers, unscored = leave_one_photo_out(plan.train, faces, features, refit)
+    if not answers:
+        log.info("no score: every person has a single photo, which leaving out removes from the model")
+        return None
+    metrics = end_to_end_metrics(answers, [c.id for c in classes])
+    metrics["unscored_people"] = unscored
+    log.info(
+        "leave-one-photo-out accuracy on the training photos, end to end: %.1f%% of %d photos",
+        100 * metrics["accuracy"],
+        len(answers),
+    )
+    return metrics
 
 
-def _library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+def _new_version_dir(backend_dir: Path, version: str | None) -> Path:
+    """The folder the run will write, refused up front if the name is unsafe or taken."""
+    if version is None:
+        return backend_dir / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    try:
+        check_version_name(version)
+    except ArtifactError as exc:
+        raise TrainingInputError(f"{exc}: use letters, digits, '.', '_' and '-'") from exc
+    if (backend_dir / version).exists():
+        raise TrainingInputError(
+            f"version {version} already exists in {backend_dir}; choose another --version"
+        )
+    return backend_dir / version
+
+
+def _dataset_summary(config: TrainConfig, dataset: Dataset, plan: EvaluationPlan) -> dict:
+    return {
+        "root": str(config.data),
+        "fingerprint": dataset.fingerprint(),
+        "photos": len(dataset.photos),
+        "train_photos": len(plan.train),
+        "test_photos": len(plan.test),
+        "split_seed": config.seed,
+        "test_size": config.test_size,
+        "evaluation": plan.method,
+        "excluded_classes": list(config.exclude_classes),
+        "train_faces": len(plan.train),
+        "skipped": [f"{s.path.name}: {s.reason}" for s in dataset.skipped],
+        "skipped_counts": summarise_drops(dataset.skipped),
+        "test_files": sorted(p.path.relative_to(dataset.root).as_posix() for p in plan.test),
+    }

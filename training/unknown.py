@@ -1,4 +1,4 @@
-"""Calibrate the "unknown" threshold on the training split, by leaving one person out.
+"""The "unknown" threshold: calibrated on the training split by leaving one person out, or a default.
 
 Each training person in turn plays the stranger: their faces' distances to the
 other people's faces are stranger distances, and the other people's faces'
@@ -7,12 +7,21 @@ halfway between the known distances' 99th percentile and the stranger distances'
 5th percentile: an equal margin on both sides of the gap, which held up better
 on unseen photos than a percentile of either side alone (known-face distances
 measured inside the training set run a little smaller than on new photos).
+
+That needs several people with several photos each. With fewer, the threshold is
+a default measured once for the embedding model on the shared photos' training
+split (never their test photos): the distance within which 99% of a person's other
+photos lie from the nearest of k reference photos, for k photos per person. Fewer
+references leave a known face farther from its nearest one, so the default
+loosens as k shrinks, and fewer strangers are caught; the manifest says which
+threshold was used and where it came from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,6 +34,20 @@ from app.unknown import l2_normalise, nearest_distance
 KNOWN_PERCENTILE = 99.0
 STRANGER_PERCENTILE = 5.0
 OPEN_SET_PNG = "open_set.png"
+#: Leave-one-person-out calibration needs this many people, each with this many training faces.
+CALIBRATION_MIN_PEOPLE = 3
+CALIBRATION_MIN_PHOTOS = 10
+#: Default thresholds by embedding (name and params) and photos per person, with where they came from.
+DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
+    "facenet": {
+        "params": {"margin": 0.2},
+        "by_photos_per_person": {1: 0.684, 2: 0.595, 3: 0.548, 5: 0.504, 10: 0.453},
+        "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
+        "other photos of them; 20 random draws of k per person from the training split (159 photos, "
+        "seed 42) of the 5 shared hobbit folders, BlazeFace + FaceNet 20180408-102900; measured "
+        "2026-11-24 by `bench/learning_curve.py --thresholds`",
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -90,3 +113,49 @@ def plot_open_set(calibration: Calibration, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The threshold and, for the manifest, how it was chosen (``calibration`` when calibrated)."""
+
+    threshold: float | None
+    summary: dict[str, Any]
+    calibration: Calibration | None = None
+
+
+def choose_threshold(
+    features: np.ndarray, labels: np.ndarray, embedding: str, params: dict[str, Any]
+) -> ThresholdChoice:
+    """Calibrate when the people and photos allow it; else the embedding's default for this few photos."""
+    people, counts = np.unique(labels, return_counts=True)
+    fewest = int(counts.min())
+    if len(people) >= CALIBRATION_MIN_PEOPLE and fewest >= CALIBRATION_MIN_PHOTOS:
+        calibration = calibrate(features, labels)
+        return ThresholdChoice(
+            calibration.threshold, {"source": "calibrated", **calibration.summary()}, calibration
+        )
+    why = (
+        f"{len(people)} people with at least {fewest} training faces each; calibration needs "
+        f"{CALIBRATION_MIN_PEOPLE} people with {CALIBRATION_MIN_PHOTOS} each"
+    )
+    default = DEFAULT_THRESHOLDS.get(embedding)
+    if default is None or default["params"] != params:
+        return ThresholdChoice(
+            None,
+            {
+                "source": "none",
+                "rule": f"no unknown rule: {why}, and no default is measured for {embedding} {params}",
+            },
+        )
+    k = max(n for n in default["by_photos_per_person"] if n <= fewest)
+    threshold = default["by_photos_per_person"][k]
+    return ThresholdChoice(
+        threshold,
+        {
+            "source": "default",
+            "threshold": threshold,
+            "rule": f"default for {embedding} with {k} photo(s) per person ({why})",
+            "provenance": default["provenance"],
+        },
+    )

@@ -21,6 +21,12 @@ MODEL_FILE = "model.skops"
 TRUSTED_TYPES = frozenset(
     {
         "sklearn.calibration.CalibratedClassifierCV",
+        "sklearn.dummy.DummyClassifier",
+        "sklearn.neighbors._classification.KNeighborsClassifier",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.neighbors._nearest_centroid.NearestCentroid",
+        "sklearn.preprocessing._data.Normalizer",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.ensemble._forest.RandomForestClassifier",

@@ -1,0 +1,183 @@
+"""Learning curve: end-to-end accuracy on the held-out 40 against training photos per person.
+
+Run by hand (not in CI); the embedding cache makes every run after the first take seconds:
+
+    .venv/bin/python bench/learning_curve.py                 # table + docs/learning_curve.png
+    .venv/bin/python bench/learning_curve.py --thresholds    # the few-photo unknown defaults
+
+The split is the usual one (seed 42, 0.2: 40 held-out photos). For k photos per
+person, each draw picks k of each person's training-split photos at random, trains
+an svm artifact on them with the training package (model choice, unknown threshold
+and all), saves it, loads it as the service does and answers the 40 held-out
+photos from their faces; a photo answered "unknown" or without its face counts as
+wrong. "closed set" is the same model without the unknown rule, for reference.
+
+``--thresholds`` measures, on the training split only (the 40 held-out photos are
+never looked at), how far a person's photos lie from the nearest of k reference
+photos of them: the 99th percentile is the default unknown threshold for k photos
+per person (``training/unknown.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from app.recognizer import Recognizer
+from app.unknown import nearest_distance
+from training.artifact import FitOptions, fit_artifact
+from training.cache import default_cache_dir
+from training.dataset import Photo, scan
+from training.evaluate import answer_from_faces
+from training.split import plan_evaluation
+from training.train import Stages, TrainConfig, usable_photos
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "hobbits"
+SIZES = (1, 2, 3, 5, 10, None)  # None: every training photo
+THRESHOLD_SIZES = (1, 2, 3, 5, 10)
+PERCENTILE = 99.0
+
+
+def draw(train: list[Photo], k: int | None, rng: np.random.Generator) -> list[Photo]:
+    """k random training photos of each person (all of them when k is None), in a stable order."""
+    if k is None:
+        return train
+    chosen = []
+    for person in sorted({p.label for p in train}):
+        theirs = [p for p in train if p.label == person]
+        chosen += [theirs[i] for i in sorted(rng.choice(len(theirs), k, replace=False))]
+    return chosen
+
+
+def curve(stages: Stages, classes, train, test, faces, draws: int, seed: int) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in SIZES:
+            rng = np.random.default_rng(seed)
+            scores, closed, winners, sources = [], [], Counter(), Counter()
+            for d in range(1 if k is None else draws):
+                chosen = draw(train, k, rng)
+                artifact = fit_artifact(
+                    stages.features_of(chosen, faces),
+                    np.array([p.label for p in chosen]),
+                    classes,
+                    stages.detector,
+                    stages.extractor,
+                    FitOptions("svm", seed),
+                )
+                version_dir = Path(tmp) / f"k{k}-{d}"
+                artifact.save(version_dir)
+                recognizer = Recognizer.from_artifact(version_dir)
+                answers = [answer_from_faces(recognizer, p, faces[p]) for p in test]
+                scores.append(np.mean([a.label == a.photo.label for a in answers]))
+                recognizer.unknown = None
+                answers = [answer_from_faces(recognizer, p, faces[p]) for p in test]
+                closed.append(np.mean([a.label == a.photo.label for a in answers]))
+                winners[artifact.manifest.classifier["winner"]] += 1
+                sources[artifact.threshold.summary["source"]] += 1
+            rows.append(
+                {
+                    "k": "all" if k is None else k,
+                    "draws": len(scores),
+                    "mean": float(np.mean(scores)),
+                    "worst": float(np.min(scores)),
+                    "best": float(np.max(scores)),
+                    "closed_mean": float(np.mean(closed)),
+                    "winners": dict(winners),
+                    "threshold": dict(sources),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def thresholds(stages: Stages, train: list[Photo], faces, draws: int, seed: int) -> dict[int, float]:
+    """Per k: the 99th percentile distance from a person's other photos to the nearest of k of theirs."""
+    features = stages.features_of(train, faces)
+    labels = np.array([p.label for p in train])
+    rng = np.random.default_rng(seed)
+    table = {}
+    for k in THRESHOLD_SIZES:
+        distances = []
+        for _ in range(draws):
+            for person in np.unique(labels):
+                theirs = np.flatnonzero(labels == person)
+                refs = rng.choice(theirs, k, replace=False)
+                rest = np.setdiff1d(theirs, refs)
+                distances.append(nearest_distance(features[rest], features[refs]))
+        table[k] = round(float(np.percentile(np.concatenate(distances), PERCENTILE)), 3)
+    return table
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    mean = [100 * r["mean"] for r in rows]
+    ax.fill_between(
+        x,
+        [100 * r["worst"] for r in rows],
+        [100 * r["best"] for r in rows],
+        alpha=0.2,
+        label="worst to best draw",
+    )
+    ax.plot(x, mean, marker="o", label="end to end (unknown rule on), mean")
+    ax.plot(x, [100 * r["closed_mean"] for r in rows], linestyle="--", marker=".", label="closed set, mean")
+    ax.set_xticks(x, [str(r["k"]) for r in rows])
+    ax.set_xlabel("training photos per person")
+    ax.set_ylabel("accuracy on the 40 held-out photos (%)")
+    ax.set_ylim(min(50, *mean), 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("svm backend, BlazeFace + FaceNet")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--draws", type=int, default=5, help="random draws per size (default 5)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve.png")
+    parser.add_argument("--thresholds", action="store_true", help="measure the unknown defaults instead")
+    args = parser.parse_args()
+
+    stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
+    dataset, faces = usable_photos(scan(args.data), stages)
+    plan = plan_evaluation(dataset.photos, 0.2, args.seed)
+    if args.thresholds:
+        table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed)
+        print(f"p{PERCENTILE:g} distance to the nearest of k reference photos, training split:", table)
+        return 0
+    rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed)
+    plot(rows, args.out)
+    print(
+        "| photos per person | draws | end to end, mean | worst draw | best draw | closed set, mean "
+        "| classifier chosen | unknown threshold |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['k']} | {r['draws']} | {r['mean']:.1%} | {r['worst']:.1%} | {r['best']:.1%} "
+            f"| {r['closed_mean']:.1%} | {', '.join(f'{n} ×{c}' for n, c in r['winners'].items())} "
+            f"| {', '.join(f'{n} ×{c}' for n, c in r['threshold'].items())} |"
+        )
+    print(f"plot: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

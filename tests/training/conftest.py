@@ -1,0 +1,72 @@
+"""Fixtures for the training tests: small folders built from the shared photos, and one embedding cache.
+
+Every folder is made in a temporary directory (photos copied or linked there,
+never into the repository); the session's embedding cache means each shared photo
+is detected and embedded once for all these tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.pipeline.detect import create_detector
+from app.pipeline.features import create_extractor
+from training.cache import EmbeddingCache
+from training.cli import main
+
+PEOPLE = ("billy_boyd", "dominic_monaghan", "elijah_wood", "martin_freeman", "sean_astin")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session")
+def shared_photos(data_dir: Path) -> dict[str, list[Path]]:
+    """The first ten shared photos of each person, by name."""
+    return {person: sorted((data_dir / person).glob("*.jpg"))[:10] for person in PEOPLE}
+
+
+def copy_photos(target: Path, photos: dict[str, list[Path]]) -> Path:
+    """``target/<person>/<photo>`` for the given photos (copies, so tests may damage them)."""
+    for person, paths in photos.items():
+        (target / person).mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            shutil.copy(path, target / person / path.name)
+    return target
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str]]:
+    """Run ``python -m training train`` in-process on a folder: (exit status, stderr)."""
+
+    def run(data: Path, *extra: str, backend: str = "svm") -> tuple[int, str]:
+        argv = [
+            "train",
+            "--data",
+            str(data),
+            "--artifacts",
+            str(tmp_path / "artifacts"),
+            "--backend",
+            backend,
+        ]
+        code = main([*argv, "--cache-dir", str(cache_dir), "--quick", "--version", "v1", *extra])
+        return code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def stages():
+    """The default detector and embedder, as training builds them."""
+    return create_detector("blazeface"), create_extractor("facenet")
+
+
+@pytest.fixture(scope="session")
+def cache(stages, cache_dir: Path) -> EmbeddingCache:
+    return EmbeddingCache.for_stages(cache_dir, *stages)

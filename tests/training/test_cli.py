@@ -1,0 +1,87 @@
+"""Options and backends the photos cannot support: one line on stderr, exit status 2; cnn where it can."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.artifacts import load_manifest
+from tests.training.conftest import copy_photos
+
+pytestmark = pytest.mark.slow
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def five_each(tmp_path, shared_photos):
+    return copy_photos(tmp_path / "data", {p: paths[:5] for p, paths in shared_photos.items()})
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--test-size", "0.7"], "0.7 is outside 0..0.5"),
+        (["--test-size", "lots"], "not a number: 'lots'"),
+        (["--max-per-class", "0"], "0 is not at least 1"),
+    ],
+)
+def test_usage_errors_print_one_line(five_each, run_cli, capsys, args, message) -> None:
+    with pytest.raises(SystemExit) as exc:  # argparse's own checks exit from inside main
+        run_cli(five_each, *args)
+    assert exc.value.code == 2
+    assert message in one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--test-size", "0.01"], "raise it, or use 0 to train on everything"),
+        (["--version", "../escape"], "invalid model version"),
+    ],
+)
+def test_options_the_photos_cannot_support_are_one_line(five_each, run_cli, args, message) -> None:
+    code, err = run_cli(five_each, *args)
+    assert code == 2
+    assert message in one_line_error(err)
+
+
+def test_an_existing_version_is_not_overwritten(five_each, run_cli, tmp_path) -> None:
+    assert run_cli(five_each)[0] == 0
+    code, err = run_cli(five_each)
+    assert code == 2
+    assert "version v1 already exists" in one_line_error(err)
+    assert load_manifest(tmp_path / "artifacts" / "svm" / "v1").version == "v1"
+
+
+@pytest.mark.parametrize(
+    ("per_person", "people", "extra", "message"),
+    [
+        (1, 5, ["--test-size", "0"], "the cnn backend needs 2 usable photos of every person"),
+        (3, 1, [], "the cnn backend needs at least two people"),
+        (3, 5, [], "the cnn backend cannot be scored leave-one-photo-out"),
+    ],
+)
+def test_cnn_refuses_what_it_cannot_learn(
+    tmp_path, shared_photos, run_cli, per_person, people, extra, message
+):
+    """Refused before TensorFlow is even imported: these need no cnn extra."""
+    chosen = dict(list(shared_photos.items())[:people])
+    data = copy_photos(tmp_path / "data", {p: paths[:per_person] for p, paths in chosen.items()})
+    code, err = run_cli(data, *extra, backend="cnn")
+    assert code == 2
+    assert message in one_line_error(err)
+
+
+@pytest.mark.cnn
+def test_cnn_trains_on_two_photos_each_without_a_score(tmp_path, shared_photos, run_cli) -> None:
+    data = copy_photos(tmp_path / "data", {p: paths[:2] for p, paths in list(shared_photos.items())[:3]})
+    code, err = run_cli(data, "--test-size", "0", "--max-trials", "1", "--epochs", "2", backend="cnn")
+    assert code == 0, err
+    manifest = load_manifest(tmp_path / "artifacts" / "cnn" / "v1")
+    assert manifest.classifier["validation_faces"] == 3 and manifest.classifier["train_faces"] == 3
+    assert manifest.metrics["evaluation"]["method"] == "none"
+    assert manifest.unknown.threshold == 0.595  # the few-photo default for two photos each

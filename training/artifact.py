@@ -1,0 +1,189 @@
+"""Train a model artifact from labelled feature rows: no folders, no detection, no evaluation.
+
+This is the piece a caller with embeddings already in hand (the CLI after the
+cache, an enrolment service adding one person) needs: it fits the backend's
+classifier, chooses the unknown threshold, and returns everything in memory; the
+caller saves it as a version and moves ``LATEST`` when it is ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from app.artifacts import ClassInfo, Manifest, StageSpec, UnknownSpec, write_manifest
+from app.pipeline.detect import FaceDetector
+from app.pipeline.features import FeatureExtractor
+from app.recognizer import Recognizer
+from app.unknown import UnknownRule
+from training.errors import TrainingInputError
+from training.unknown import OPEN_SET_PNG, ThresholdChoice, choose_threshold, plot_open_set
+
+LIBRARIES = (
+    "numpy",
+    "opencv-python-headless",
+    "scikit-learn",
+    "PyWavelets",
+    "skops",
+    "tensorflow-cpu",
+    "keras",
+)
+#: The cnn backend's validation split needs two faces of every person (one to fit, one to check).
+CNN_MIN_PHOTOS = 2
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    backend: str = "svm"
+    seed: int = 42
+    #: Small search spaces, for tests and smoke runs.
+    quick: bool = False
+    #: cnn search budget: trials, and the most epochs per trial (None: the backend's default).
+    max_trials: int | None = None
+    epochs: int | None = None
+
+
+class TrainedModel(Protocol):
+    summary: dict[str, Any]
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+
+    def save(self, version_dir: Path) -> None: ...
+
+
+@dataclass
+class TrainedArtifact:
+    """A fitted model, its unknown rule and its manifest (``files`` filled in by ``save``)."""
+
+    manifest: Manifest
+    model: TrainedModel
+    unknown: UnknownRule | None
+    threshold: ThresholdChoice
+
+    def recognizer(self, detector: FaceDetector, extractor: FeatureExtractor) -> Recognizer:
+        """Serve this artifact from memory (cross-validated evaluation refits one per held-out photo)."""
+        return Recognizer(self.manifest, detector, extractor, self.model, self.unknown)  # type: ignore[arg-type]
+
+    def save(self, version_dir: Path, pictures: dict[str, Path] | None = None) -> None:
+        """Write a new version folder; ``pictures`` maps class ids to picture files to carry along."""
+        version_dir.mkdir(parents=True, exist_ok=False)
+        self.model.save(version_dir)
+        if self.unknown is not None:
+            self.unknown.save(version_dir)
+        if self.threshold.calibration is not None:
+            plot_open_set(self.threshold.calibration, version_dir / OPEN_SET_PNG)
+        self.manifest.classes = [
+            info.model_copy(
+                update={"picture": _copy_picture((pictures or {}).get(info.id), info.id, version_dir)}
+            )
+            for info in self.manifest.classes
+        ]
+        write_manifest(version_dir, self.manifest)
+
+
+def check_trainable(backend: str, labels: np.ndarray) -> None:
+    """Refuse, in one line, what a backend cannot learn from these faces."""
+    people, counts = np.unique(labels, return_counts=True)
+    if backend == "cnn" and len(people) < 2:
+        raise TrainingInputError(
+            "the cnn backend needs at least two people (a softmax over one class learns nothing); "
+            "use --backend svm, which serves one person plus the unknown rule"
+        )
+    if backend == "cnn" and counts.min() < CNN_MIN_PHOTOS:
+        raise TrainingInputError(
+            f"the cnn backend needs {CNN_MIN_PHOTOS} usable photos of every person for its validation "
+            f"split, and {people[counts.argmin()]} has {counts.min()}; use --backend svm, which learns "
+            "from one photo per person"
+        )
+
+
+def fit_artifact(
+    features: np.ndarray,
+    labels: np.ndarray,
+    classes: list[ClassInfo],
+    detector: FaceDetector,
+    extractor: FeatureExtractor,
+    options: FitOptions,
+    version: str | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> TrainedArtifact:
+    """Fit on one feature row per photo (``labels`` are class ids, ``classes`` their display details)."""
+    class_ids = sorted({str(label) for label in labels})
+    if [c.id for c in classes] != class_ids:
+        raise ValueError(f"classes {[c.id for c in classes]} do not match the labels {class_ids}")
+    check_trainable(options.backend, labels)
+    model = _fit_backend(options, features, labels, extractor.feature_shape)
+    threshold, unknown = (
+        ThresholdChoice(None, {"source": "none", "rule": "features are not embeddings"}),
+        None,
+    )
+    if extractor.embedding:
+        threshold = choose_threshold(features, labels, extractor.name, extractor.params)
+        if threshold.threshold is not None:
+            unknown = UnknownRule(features, threshold.threshold)
+    manifest = Manifest(
+        backend=options.backend,
+        version=version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
+        created=datetime.now(UTC),
+        classes=classes,
+        detector=StageSpec(name=detector.name, params=detector.params),
+        features=StageSpec(name=extractor.name, params=extractor.params),
+        classifier=model.summary,
+        unknown=UnknownSpec(method="nearest_distance", threshold=threshold.threshold)
+        if unknown is not None
+        else UnknownSpec(),
+        library_versions=_library_versions(),
+        dataset=dataset or {},
+        metrics={"unknown_threshold": threshold.summary},
+    )
+    return TrainedArtifact(manifest, model, unknown, threshold)
+
+
+def _fit_backend(
+    options: FitOptions, features: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...]
+) -> TrainedModel:
+    if options.backend == "svm":
+        from training import svm
+
+        return svm.fit(features, labels, seed=options.seed, quick=options.quick)
+    if options.backend == "cnn":
+        from training import cnn
+
+        return cnn.fit(
+            features,
+            labels,
+            feature_shape,
+            seed=options.seed,
+            quick=options.quick,
+            max_trials=options.max_trials,
+            epochs=options.epochs,
+        )
+    raise ValueError(f"unknown backend {options.backend!r}")
+
+
+def _copy_picture(source: Path | None, class_id: str, version_dir: Path) -> str | None:
+    """A class picture shrunk into the artifact, so the artifact is self-contained; None if unreadable."""
+    image = cv2.imread(str(source)) if source is not None else None
+    if image is None:
+        return None
+    scale = min(1.0, 256 / max(image.shape[:2]))
+    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    name = f"class-{class_id}.jpg"
+    cv2.imwrite(str(version_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return name
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
