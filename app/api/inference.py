@@ -25,8 +25,12 @@ def ready_model(request: Request) -> Recognizer:
     return model
 
 
-async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> Recognition:
+async def recognize_bytes(
+    request: Request, model: Recognizer, data: bytes, thorough: bool = False
+) -> Recognition:
     """Decode ``data`` and find and classify every face, in the app's inference executor.
+
+    ``thorough`` asks the detector for its slower search for small faces.
 
     Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems); running
     past ``request_timeout_s`` is a 503 problem, as the client may simply retry.
@@ -39,7 +43,7 @@ async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> R
     loop = asyncio.get_running_loop()
 
     def work() -> Recognition:
-        return model.recognize_photo(model.decode(data, settings.max_pixels), metrics.observe_stage)
+        return model.recognize_photo(model.decode(data, settings.max_pixels), metrics.observe_stage, thorough)
 
     try:
         result = await asyncio.wait_for(
