@@ -143,3 +143,11 @@ def test_thorough_parameter_over_http(client: TestClient, single_face_photos) ->
     bad = client.post("/v1/classify?thorough=maybe", files={"file": ("g.jpg", data)})
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_haar_thorough_search_tries_more_sizes(one_face) -> None:
+    """Haar's slower search steps its scale pyramid by 1.1, not 1.3: the portrait is still one face."""
+    haar = create_detector("haar")
+    (face,) = haar.detect(one_face.rgb, thorough=True)
+    (default,) = haar.detect(one_face.rgb)
+    assert found([default.box], [face]) == 1
