@@ -394,11 +394,11 @@ def section_free(detect, free) -> list[str]:
     ]
 
 
-def section_time(detect, sources, free, rng, repeats: int) -> list[str]:
+def section_time(detect, sources, free, rng, repeats: int, data: Path) -> list[str]:
     lines = ["| photo | detect p50, ms | faces found |", "|---|---|---|"]
     photos = {
         "typical one-face photo (330 × 413)": decode_image(
-            (DATA / "elijah_wood/0c74cdc40321addb5d50a98e10887c37.jpg").read_bytes()
+            (data / "elijah_wood/0c74cdc40321addb5d50a98e10887c37.jpg").read_bytes()
         )
     }
     for width, height in TIME_SIZES:
@@ -530,7 +530,7 @@ def main() -> int:
         elif name == "free":
             lines = section_free(detect, free)
         elif name == "time":
-            lines = section_time(detect, sources, free, rng, args.repeats * 4)
+            lines = section_time(detect, sources, free, rng, args.repeats * 4, args.data)
         else:
             recognizer = Recognizer.from_artifact(resolve_version_dir(args.artifacts, args.backend))
             recognizer.detector = detector
