@@ -26,7 +26,7 @@ UNKNOWN = "unknown"
 
 #: Faces fewer pixels high than this (in the analysed image) are ``quality="low"``: measured on
 #: the held-out photos scaled down (bench/detection.py --sections accuracy), under 32 px the
-#: right name comes back for at most a third of faces, the rest mostly "unknown".
+#: right name comes back for at most 35% of faces, the rest mostly "unknown".
 LOW_QUALITY_HEIGHT = 32
 
 log = logging.getLogger("app.model")

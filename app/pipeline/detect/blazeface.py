@@ -7,12 +7,14 @@ for frame-filling close-ups. A face under about 5% of the photo's long side is
 too small for any of them at that scale, so the back model then runs again on
 overlapping tiles sized to show a face of ``min_face`` working pixels at the size
 it finds reliably (see detect/search.py and bench/detection.py). When nothing is
-found, the cascade is tried on the photo turned by a quarter, three quarters and
+found, its first model is tried on the photo turned by a quarter, three quarters and
 a half turn, for photos stored sideways without an EXIF tag.
 
-Score threshold: 0.65, the highest score the full-range and short-range models gave
-a face-free image plus 0.1, never below MediaPipe's own 0.5; the face-free set of
-bench/detection.py keeps it at zero false positives with the back model and tiles.
+Scores: candidates from 0.5 (MediaPipe's own threshold). On the face-free set of
+bench/detection.py, whole-photo candidates reached 0.79 and tile candidates 0.87,
+while no candidate scored 0.5 when the full-range model looked again at a crop
+four faces wide around it; so whole-photo faces under 0.85 and all tile faces are
+kept only if that second look finds them (zero false positives on that set).
 """
 
 from __future__ import annotations
