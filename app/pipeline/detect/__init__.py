@@ -2,7 +2,8 @@
 
 Every detector works on a copy downscaled to ``max_side`` pixels, so the cost of a
 photo grows with its faces rather than its pixel count, and reports boxes in the
-original image's pixels.
+original image's pixels. ``thorough=True`` asks for a slower search that finds
+smaller faces; the default search is what a plain request gets.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 
 Point = tuple[float, float]
 
-#: BlazeFace models run in order until one finds a face (see detect/blazeface.py).
-BLAZEFACE_MODELS = ("full_range", "short_range")
+#: BlazeFace models run in order on the whole photo until one finds a face (see detect/blazeface.py).
+BLAZEFACE_MODELS = ("back", "full_range", "short_range")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Box:
             round(self.height * factor),
         )
 
+    def moved(self, dx: int, dy: int) -> Box:
+        return replace(self, x=self.x + dx, y=self.y + dy)
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -68,6 +72,16 @@ class Detection:
             right_eye=point(self.right_eye),
         )
 
+    def moved(self, dx: int, dy: int) -> Detection:
+        """The same face in an image whose origin is ``(-dx, -dy)`` here: a tile's face in the photo."""
+
+        def point(p: Point | None) -> Point | None:
+            return None if p is None else (p[0] + dx, p[1] + dy)
+
+        return replace(
+            self, box=self.box.moved(dx, dy), left_eye=point(self.left_eye), right_eye=point(self.right_eye)
+        )
+
 
 class FaceDetector(ABC):
     """Finds faces; subclasses implement ``_detect`` on the downscaled image."""
@@ -83,18 +97,18 @@ class FaceDetector(ABC):
         """Settings that change what is detected; recorded in the manifest."""
         return {"max_side": self.max_side}
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+    def detect(self, rgb: np.ndarray, thorough: bool = False) -> list[Detection]:
         """Return the faces in ``rgb``, sorted left to right, boxes in its own pixels."""
         height, width = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
         size = (max(1, round(width * scale)), max(1, round(height * scale)))  # a 5000x1 image stays 1 high
         small = rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        faces = [face.scaled(1.0 / scale) for face in self._detect(small)]
+        faces = [face.scaled(1.0 / scale) for face in self._detect(small, thorough)]
         return sorted(faces, key=lambda face: (face.box.x, face.box.y))
 
     @abstractmethod
-    def _detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Detect faces in an image already no larger than ``max_side``."""
+    def _detect(self, rgb: np.ndarray, thorough: bool) -> list[Detection]:
+        """Detect faces in an image already no larger than ``max_side``; more slowly if ``thorough``."""
 
 
 def create_detector(name: str, params: dict[str, Any] | None = None, pool_size: int = 1) -> FaceDetector:

@@ -17,6 +17,7 @@ from app.pipeline.detect import Box, Detection, FaceDetector, Point
 from app.pipeline.pool import ResourcePool
 
 CASCADE_DIR = Path(cv2.data.haarcascades)
+THOROUGH_SCALE_FACTOR = 1.1
 
 
 class _Cascades:
@@ -57,11 +58,13 @@ class HaarDetector(FaceDetector):
             "min_eyes": self.min_eyes,
         }
 
-    def _detect(self, rgb: np.ndarray) -> list[Detection]:
+    def _detect(self, rgb: np.ndarray, thorough: bool) -> list[Detection]:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        # Thorough: a finer scale pyramid (more sizes tried), so faces between two steps are not skipped.
+        scale_factor = min(self.scale_factor, THOROUGH_SCALE_FACTOR) if thorough else self.scale_factor
         found = []
         with self._cascades.borrow() as cascades:
-            for x, y, w, h in cascades.face.detectMultiScale(gray, self.scale_factor, self.min_neighbors):
+            for x, y, w, h in cascades.face.detectMultiScale(gray, scale_factor, self.min_neighbors):
                 eyes = cascades.eye.detectMultiScale(gray[y : y + h, x : x + w])
                 if len(eyes) >= self.min_eyes:
                     left, right = _two_eyes(eyes, x, y)

@@ -1,0 +1,96 @@
+"""Where a fixed-size detector looks: tiles for small faces, merging, quarter turns.
+
+A BlazeFace network sees its whole input at 128 to 256 px, so a face under about
+5% of the photo's long side shrinks below what it can find. Running it again on
+overlapping tiles shows it those faces larger; the answers of every run are then
+merged into one list. None of this depends on how a network is run.
+"""
+
+from __future__ import annotations
+
+import math
+
+from app.pipeline.detect import Box, Detection
+
+
+def tile_grid(width: int, height: int, side: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Squares of ``side`` px (x, y, width, height) covering the image, neighbours sharing ``overlap`` px.
+
+    Tiles are spread evenly, so the last one ends on the image's edge rather than past it;
+    a dimension no longer than ``side`` is one tile across.
+    """
+
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        count = math.ceil((length - overlap) / (side - overlap))
+        step = (length - side) / (count - 1)
+        return [round(i * step) for i in range(count)]
+
+    return [(x, y, min(side, width), min(side, height)) for y in starts(height) for x in starts(width)]
+
+
+def cut_by_inner_edge(face: Detection, tile: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """The face's box touches an edge of the tile that is not an edge of the image: it may be cut."""
+    x, y, w, h = tile
+    box = face.box
+    margin = 2
+    return (
+        (x > 0 and box.x <= margin)
+        or (y > 0 and box.y <= margin)
+        or (x + w < width and box.x + box.width >= w - margin)
+        or (y + h < height and box.y + box.height >= h - margin)
+    )
+
+
+def _overlaps(a: Box, b: Box, iou: float) -> bool:
+    """Same face: boxes overlap by more than ``iou``, or one lies mostly inside the other.
+
+    The second test removes the half face a tile saw at its edge when the whole face
+    was found elsewhere, whose IoU with the whole face is small.
+    """
+    w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
+    h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    if w <= 0 or h <= 0:
+        return False
+    inter = w * h
+    return inter / (a.area + b.area - inter) > iou or inter / min(a.area, b.area) > 0.6
+
+
+def novel(known: list[Detection], candidates: list[Detection], iou: float) -> list[Detection]:
+    """The candidates that are none of the ``known`` faces nor each other, best score first.
+
+    ``known`` come from a pass that saw more of the photo, so their boxes are kept when
+    a tile finds the same face again.
+    """
+    new: list[Detection] = []
+    for face in sorted(candidates, key=lambda f: -f.score):
+        if not any(_overlaps(face.box, k.box, iou) for k in (*known, *new)):
+            new.append(face)
+    return new
+
+
+def unrotate(face: Detection, quarter_turns: int, width: int, height: int) -> Detection:
+    """A face found in ``np.rot90(image, quarter_turns)`` mapped back into the ``width`` x ``height`` image.
+
+    The eyes keep their roles (the person's right eye stays ``left_eye``), so aligning on
+    them turns the face upright again.
+    """
+    k = quarter_turns % 4
+
+    def point(px: float, py: float) -> tuple[float, float]:
+        # np.rot90 turns counter-clockwise: (x, y) in a w x h image goes to (y, w - x).
+        w, h = (width, height) if k % 2 == 0 else (height, width)
+        for _ in range(k):  # undo one turn at a time
+            px, py = h - py, px
+            w, h = h, w
+        return px, py
+
+    b = face.box
+    corners = [point(b.x, b.y), point(b.x + b.width, b.y + b.height)]
+    x0, x1 = sorted(c[0] for c in corners)
+    y0, y1 = sorted(c[1] for c in corners)
+    box = Box(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+    left = None if face.left_eye is None else point(*face.left_eye)
+    right = None if face.right_eye is None else point(*face.right_eye)
+    return Detection(box, face.score, left, right)
