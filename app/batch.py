@@ -281,6 +281,10 @@ def ray_main(src: str, out: str, settings: Settings, options: dict[str, Any]) ->
         raise BatchInputError(
             f"--engine ray needs the 'ray' extra ({exc.name} is missing): pip install -e '.[ray]'"
         ) from exc
-    summary = batch_ray.classify_store(src, out, settings, batch_ray.RayOptions(**options))
+    try:
+        summary = batch_ray.classify_store(src, out, settings, batch_ray.RayOptions(**options))
+    except batch_ray.JobFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(batch_ray.format_summary(summary, out))
     return 0 if summary.photos else 1

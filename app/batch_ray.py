@@ -61,6 +61,11 @@ PART_PREFIX = "part-"
 
 
 @dataclass(frozen=True)
+class JobFailed(Exception):
+    """The Ray job stopped part way (storage failed, the cluster went away); DST keeps what was written."""
+
+
+@dataclass(frozen=True)
 class RayOptions:
     """How the work is spread: the cluster to join, how many actors, and threads in each.
 
@@ -108,6 +113,8 @@ def open_store(uri: str) -> Store:
         return Store(pafs.LocalFileSystem(), Path(uri).resolve().as_posix())
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
+    except OSError as exc:  # e.g. an s3:// bucket whose region cannot be looked up
+        raise BatchInputError(f"cannot open {uri}: {exc}") from exc
     except pa.ArrowInvalid:
         try:
             spec, path = fsspec.core.url_to_fs(uri)
@@ -322,6 +329,11 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
             ray.init(address=options.address, include_dashboard=False, logging_level="WARNING")
         try:
             run(todo, src, sink, settings.model_copy(update={"model_version": job["version"]}), options)
+        except (ray.exceptions.RayError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise JobFailed(
+                f"{reason}; the photos written are kept: rerun with the same --out to resume"
+            ) from exc
         finally:
             if started:
                 ray.shutdown()
@@ -335,8 +347,12 @@ def run(paths: list[str], src: Store, sink: ResultSink, settings: Settings, opti
     threads = options.threads_per_actor
     actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
     # Reading and writing hold no CPU: they wait on storage, and a CPU they held would be one
-    # an actor could not have (on a small cluster the actors would wait for it forever).
-    photos = ray.data.read_binary_files(paths, include_paths=True, filesystem=src.fs, num_cpus=0)
+    # an actor could not have (on a small cluster the actors would wait for it forever). Without
+    # a CPU to bound them, ``concurrency`` does: one reader and one writer per actor, or Ray
+    # would start a worker process per pending task.
+    photos = ray.data.read_binary_files(
+        paths, include_paths=True, filesystem=src.fs, num_cpus=0, concurrency=actors
+    )
     classified = photos.map_batches(
         PhotoClassifier,
         fn_constructor_args=(settings.model_copy(update={"inference_threads": threads}), src.path),
@@ -345,7 +361,7 @@ def run(paths: list[str], src: Store, sink: ResultSink, settings: Settings, opti
         compute=ActorPoolStrategy(size=actors),
         num_cpus=threads,
     )
-    classified.write_datasink(sink, ray_remote_args={"num_cpus": 0})
+    classified.write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=actors)
 
 
 def format_summary(summary: RaySummary, dst: str) -> str:
