@@ -29,10 +29,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import cv2
 import fsspec
 import numpy as np
 import pyarrow as pa
@@ -60,7 +61,6 @@ JOB_FILE = "_job.json"
 PART_PREFIX = "part-"
 
 
-@dataclass(frozen=True)
 class JobFailed(Exception):
     """The Ray job stopped part way (storage failed, the cluster went away); DST keeps what was written."""
 
@@ -97,14 +97,15 @@ class Store:
 
 @dataclass(frozen=True)
 class RaySummary:
-    #: Image files under SRC, and how many of them DST held already (not classified again).
+    #: Image files under SRC; how many of them DST held already; how many this run classified.
     photos: int
     already_done: int
+    classified: int
     #: Rows written by this run, by status.
     counts: dict[str, int]
+    #: Files under SRC whose suffix is not an image suffix: not classified.
     skipped: int
-    part_files: int = 0
-    classified: int = field(default=0)
+    part_files: int
 
 
 def open_store(uri: str) -> Store:
@@ -245,6 +246,9 @@ class PhotoClassifier:
     """A Ray Data actor: loads the model once, then classifies batch after batch of photos."""
 
     def __init__(self, settings: Settings, src_path: str) -> None:
+        # OpenCV's own thread pool is as large as the machine; Ray gave this actor
+        # ``inference_threads`` CPUs, and more threads than that only fight the other actors.
+        cv2.setNumThreads(settings.inference_threads)
         self.recognizer = ModelHost(settings).load()  # verified and warmed up, as the service does
         self.root = PurePosixPath(src_path)
         self.max_pixels = settings.max_pixels
@@ -339,7 +343,7 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
                 ray.shutdown()
     remove_temporaries(dst)
     counts = {status: sink.totals[status] for status in ("face", "no_face", "error")}
-    return RaySummary(len(photos), already, counts, skipped, sink.totals["parts"], sink.totals["photos"])
+    return RaySummary(len(photos), already, sink.totals["photos"], counts, skipped, sink.totals["parts"])
 
 
 def run(paths: list[str], src: Store, sink: ResultSink, settings: Settings, options: RayOptions) -> None:

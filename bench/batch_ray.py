@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import ray
 
 from app import batch, batch_ray
@@ -30,8 +31,8 @@ from app.config import PROJECT_ROOT, Settings
 from app.model_host import ModelHost
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "hobbits"
-#: (actors, threads per actor) tried on the Ray engine.
-LAYOUTS = [(1, 1), (2, 1), (1, 2)]
+#: (actors, threads per actor) tried on the Ray engine by default.
+LAYOUTS = "1x1,2x1,1x2"
 
 
 def make_folder(data: Path, n: int, root: Path) -> Path:
@@ -56,6 +57,7 @@ def timed(label: str, n: int, run) -> float:
 
 def profile(folder: Path, settings: Settings, sample: int) -> None:
     """Mean seconds per photo of each stage, on one thread: what a core spends its time on."""
+    cv2.setNumThreads(1)  # one core, as a Ray actor with one CPU runs it
     recognizer = ModelHost(settings.model_copy(update={"inference_threads": 1})).load()
     stages: dict[str, list[float]] = {}
     for path in sorted(folder.rglob("*.*"))[:sample]:
@@ -80,7 +82,8 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=500)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--backend", default="svm")
-    parser.add_argument("--profile", type=int, default=100, help="photos in the per-stage profile")
+    parser.add_argument("--layouts", default=LAYOUTS, help="Ray layouts to time, as ACTORSxTHREADS,...")
+    parser.add_argument("--profile", type=int, default=100, help="photos in the per-stage profile (0: none)")
     args = parser.parse_args()
     settings = Settings(_env_file=None, classifier_backend=args.backend)
     n = args.photos
@@ -94,7 +97,8 @@ def main() -> int:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
         print(f"| (ray.init, once per cluster) | {time.perf_counter() - start:.1f} s | |", flush=True)
         rates = {}
-        for actors, threads in LAYOUTS:
+        layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",")]
+        for actors, threads in layouts:
             options = batch_ray.RayOptions(actors=actors, threads_per_actor=threads)
             out = str(root / f"ray-{actors}x{threads}.parquet")
             label = f"ray, {actors} actor(s) x {threads} thread(s)"
@@ -109,7 +113,8 @@ def main() -> int:
         print(f"\nlocal engine, mean of both runs: {mean_local:.2f} photos/s")
         for label, rate in rates.items():
             print(f"{label}: {rate / mean_local:.2f}x the local engine")
-        profile(folder, settings, min(args.profile, n))
+        if args.profile:
+            profile(folder, settings, min(args.profile, n))
     return 0
 
 
