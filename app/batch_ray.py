@@ -69,9 +69,9 @@ class JobFailed(Exception):
 class RayOptions:
     """How the work is spread: the cluster to join, how many actors, and threads in each.
 
-    One thread per actor and one actor per core measured best on a 2-core machine
-    (docs/scaling.md): each actor holds its own OpenCV networks, so actors do not share
-    a GIL or a network pool, and a killed actor costs one core's batch.
+    One thread per actor, one actor per CPU, is the default: with OpenCV held to the
+    actor's CPUs, 1 x 2 and 2 x 1 measured the same (docs/scaling.md), and actors share
+    no GIL or network pool, so a killed actor costs one core's batch.
     """
 
     #: ``auto``, ``ray://host:10001`` or a GCS address; None starts a local cluster
