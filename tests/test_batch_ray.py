@@ -297,7 +297,6 @@ def test_cli_joins_a_running_cluster(
 
     for args, message in [
         ((str(src), "--out", str(tmp_path / "r.xlsx"), "--engine", "ray"), "--out must end in .parquet"),
-        ((str(tmp_path / "nowhere"), "--out", str(dst), "--engine", "ray"), "is not a folder"),
         (("s3://bucket/photos", "--out", str(tmp_path / "r.jsonl")), "use --engine ray"),
         ((str(src), "--out", str(dst), "--engine", "ray", "--actors", "0"), "must be at least 1"),
     ]:
