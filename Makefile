@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
 # TensorFlow is only installed when the cnn backend is asked for (or for the tests).
 RUN_EXTRAS  := $(if $(filter cnn,$(CLASSIFIER_BACKEND)),cnn,serve)
-TEST_EXTRAS := dev,cnn
+TEST_EXTRAS := dev,cnn,ray
 
 .PHONY: run test lint format train bench clean onnx
 

@@ -6,13 +6,20 @@ Both read the same settings from the environment (or ``.env``), so they use the 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import uvicorn
 
 from app.config import get_settings
 from app.logging_config import log_config
 from app.shutdown import FORCE_BY
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse exits 2 with the message otherwise)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,15 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
     classify = commands.add_parser("classify", help="classify every image under a folder into a file")
-    classify.add_argument("dir", type=Path, help="folder of images, searched recursively")
-    classify.add_argument("--out", type=Path, required=True, help="results.jsonl or results.csv")
+    classify.add_argument("dir", help="folder of images, searched recursively (a URI with --engine ray)")
+    classify.add_argument("--out", required=True, help="results.jsonl or results.csv (ray: also .parquet)")
+    classify.add_argument("--engine", choices=["local", "ray"], default="local", help="threads here, or Ray")
+    ray_options = classify.add_argument_group("--engine ray (see docs/scaling.md)")
+    ray_options.add_argument("--ray-address", dest="address", help="cluster to join (default: start one)")
+    ray_options.add_argument("--actors", type=positive, help="model actors (default: one per CPU)")
+    ray_options.add_argument("--threads-per-actor", type=positive, default=1, help="photos at once per actor")
+    ray_options.add_argument("--batch-size", type=positive, default=16, help="photos per batch and part file")
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "classify":
         # Imported here: serving never needs the batch module.
         from app import batch
 
-        return batch.main(args.dir, args.out, settings)
+        ray_options = {"address": args.address, "actors": args.actors}
+        ray_options |= {"threads_per_actor": args.threads_per_actor, "batch_size": args.batch_size}
+        return batch.main(args.dir, args.out, settings, args.engine, **ray_options)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

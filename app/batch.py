@@ -1,5 +1,8 @@
 """``python -m app classify DIR --out results.jsonl|results.csv``: classify a whole folder.
 
+This is the ``local`` engine (threads on one machine, the default). ``--engine ray``
+runs the same per-photo steps on a Ray cluster instead (``app.batch_ray``).
+
 For bulk jobs, and for checking a model on a labelled folder. It loads the model
 exactly as the service does (``ModelHost`` with the same ``Settings``: backend,
 artifacts folder, version, detector, limits, inference threads), so a row here is
@@ -18,10 +21,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, TextIO
 
 from tqdm import tqdm
@@ -36,6 +39,9 @@ from training.evaluate import PhotoAnswer, end_to_end_metrics
 #: Output formats, chosen by the suffix of ``--out``.
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 
+#: Exit status for bad input on the command line, as for every command of the project.
+USAGE_ERROR = 2
+
 Status = Literal["face", "no_face", "error"]
 
 
@@ -47,7 +53,7 @@ class BatchInputError(Exception):
 class PhotoResult:
     """Everything learnt about one file: its faces, or why it could not be read."""
 
-    path: Path
+    path: PurePath
     faces: list[FaceResult]
     error: str | None = None
 
@@ -64,37 +70,53 @@ class BatchSummary:
     metrics: dict[str, Any] | None
 
 
-def find_images(root: Path) -> tuple[list[Path], int]:
-    """Image files under ``root`` (recursively, sorted) and how many other files were skipped.
+def is_hidden(relative: PurePath) -> bool:
+    """A dotfile or anything inside a dot-folder (``.DS_Store``, ``.git/``): not one of the photos."""
+    return any(part.startswith(".") for part in relative.parts)
 
-    The same rule as ``training.dataset.scan``: an image suffix in any case, no dotfiles.
-    """
+
+def is_image(relative: PurePath) -> bool:
+    """The same rule as ``training.dataset.scan``: an image suffix in any case (both engines use it)."""
+    return relative.suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_images(root: Path) -> tuple[list[Path], int]:
+    """Image files under ``root`` (recursively, sorted) and how many other files were skipped."""
     images, skipped = [], 0
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
+        if not path.is_file() or is_hidden(path.relative_to(root)):
             continue
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if is_image(path):
             images.append(path)
         else:
             skipped += 1
     return images, skipped
 
 
-def classify_file(recognizer: Recognizer, path: Path, max_pixels: int) -> PhotoResult:
+def classify_photo(
+    recognizer: Recognizer, path: PurePath, read: Callable[[], bytes], max_pixels: int
+) -> PhotoResult:
     """Read, decode and recognise one file; any failure becomes the row's error, never an exception.
 
     Every ``Exception`` is caught, not just ``ImageError``: in a run over thousands of
     files one unforeseen failure (a permission error, an OpenCV assertion on a strange
     image) should cost that file, not the run. The message keeps the exception type.
+    ``read`` gives the file's bytes: the local engine reads the file here, the Ray
+    engine has read it already.
     """
     try:
-        photo = recognizer.decode(path.read_bytes(), max_pixels)
+        photo = recognizer.decode(read(), max_pixels)
         return PhotoResult(path, recognizer.recognize_photo(photo).faces)
     except Exception as exc:
         return PhotoResult(path, [], f"{type(exc).__name__}: {exc}")
 
 
-def rows(result: PhotoResult, root: Path) -> Iterator[dict[str, Any]]:
+def classify_file(recognizer: Recognizer, path: Path, max_pixels: int) -> PhotoResult:
+    """``classify_photo`` on a local file."""
+    return classify_photo(recognizer, path, path.read_bytes, max_pixels)
+
+
+def rows(result: PhotoResult, root: PurePath) -> Iterator[dict[str, Any]]:
     """The output rows of one file: one per face, or one saying there is no face or an error."""
     base = {"path": result.path.relative_to(root).as_posix()}
     if result.error is not None or not result.faces:
@@ -124,15 +146,18 @@ def rows(result: PhotoResult, root: Path) -> Iterator[dict[str, Any]]:
 
 
 class RowWriter:
-    """Writes rows as JSON lines, or as CSV with the box and each class probability in their own columns."""
+    """Writes rows as JSON lines, or as CSV with the box and each class probability in their own columns.
 
-    def __init__(self, stream: TextIO, fmt: str, classes: list[str]) -> None:
+    ``extra`` names columns some rows carry after the usual ones (the Ray engine's ``size``).
+    """
+
+    def __init__(self, stream: TextIO, fmt: str, classes: list[str], extra: Sequence[str] = ()) -> None:
         self.fmt = fmt
         self.stream = stream
         self.classes = classes
         if fmt == "csv":
             columns = ["path", "status", "face", "box_x", "box_y", "box_width", "box_height"]
-            columns += ["label", "confidence", *(f"p_{c}" for c in classes), "error"]
+            columns += ["label", "confidence", *(f"p_{c}" for c in classes), "error", *extra]
             self._csv = csv.DictWriter(stream, columns)
             self._csv.writeheader()
 
@@ -217,12 +242,49 @@ def format_summary(summary: BatchSummary, out: Path) -> str:
     return "\n".join(lines)
 
 
-def main(root: Path, out: Path, settings: Settings) -> int:
-    """The ``classify`` subcommand: 0 on success (bad files included), 1 if there was nothing to do."""
+def local_folder(src: str | Path) -> Path:
+    """The local engine reads a local folder; a URI needs the Ray engine."""
+    if "://" in str(src):
+        raise BatchInputError(f"{src} is a URI: the local engine reads local folders; use --engine ray")
+    return Path(src)
+
+
+def main(
+    src: str | Path, out: str | Path, settings: Settings, engine: str = "local", **ray_options: Any
+) -> int:
+    """The ``classify`` subcommand: 0 on success (bad files included), 1 if there was nothing to do.
+
+    Bad arguments (no such folder, an unknown output format, Ray missing) exit with 2.
+    ``ray_options`` are the fields of ``app.batch_ray.RayOptions``.
+    """
     try:
-        summary = classify_folder(root, out, settings)
-    except (BatchInputError, ArtifactError) as exc:
+        if engine == "ray":
+            return ray_main(str(src), str(out), settings, ray_options)
+        summary = classify_folder(local_folder(src), Path(out), settings)
+    except BatchInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except ArtifactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(format_summary(summary, out))
+    print(format_summary(summary, Path(out)))
+    return 0 if summary.photos else 1
+
+
+def ray_main(src: str, out: str, settings: Settings, options: dict[str, Any]) -> int:
+    """``--engine ray``: imported only when asked for, since Ray is an optional extra."""
+    try:
+        from app import batch_ray
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in {"ray", "pyarrow", "fsspec"}:
+            raise
+        raise BatchInputError(
+            f"--engine ray needs the 'ray' extra ({exc.name} is missing): pip install -e '.[ray]'"
+        ) from exc
+    try:
+        summary = batch_ray.classify_store(src, out, settings, batch_ray.RayOptions(**options))
+    except batch_ray.JobFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(batch_ray.format_summary(summary, out))
     return 0 if summary.photos else 1

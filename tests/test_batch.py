@@ -155,5 +155,5 @@ def test_csv_has_the_same_rows_with_flat_columns(folder: Path, tmp_path: Path, c
 
 def test_refuses_an_unknown_output_format(folder: Path, tmp_path: Path) -> None:
     settings = Settings(_env_file=None, artifacts_dir=ARTIFACTS)
-    assert batch.main(folder, tmp_path / "results.xlsx", settings) == 1
+    assert batch.main(folder, tmp_path / "results.xlsx", settings) == 2  # bad input, as for every command
     assert not (tmp_path / "results.xlsx").exists()

@@ -1,0 +1,377 @@
+"""``python -m app classify SRC --out DST --engine ray``: the batch CLI spread over a Ray cluster.
+
+One machine's threads take about 8 core-hours per million photos; Ray Data spreads the
+same per-photo steps (``app.batch.classify_photo`` and ``app.batch.rows``, so the rows
+are the local engine's) over every core of a cluster:
+
+- read: ``ray.data.read_binary_files`` reads the photos from SRC, a local folder or any
+  URI pyarrow (``s3://``, ``gs://``, ``hdfs://``...) or fsspec knows;
+- classify: ``map_batches`` on a fixed pool of actors, each of which loads and verifies
+  the model once (``ModelHost``, as the service does) and classifies batch after batch;
+- write: each finished block becomes one part file in DST (Parquet, JSON lines or CSV).
+
+Resumable, and exactly once. A row carries the photo's ``size`` besides the local
+engine's columns: ``(path, size)`` is the key of a photo that is done. A rerun into the
+same DST lists the keys its part files hold and reads only the other photos, so a photo
+that changed size is classified again. A part file is written under a hidden temporary
+name and then renamed, so DST never holds half a file, and it is named after the keys it
+holds, so a write that Ray retries (a worker killed, a node lost) replaces the same file
+instead of adding a second one. The rows of one photo travel as one record until they
+are written, so a photo is in DST whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy
+from ray.data.block import Block, BlockAccessor
+from ray.data.datasource import Datasink
+from ray.data.datasource.datasink import WriteResult
+
+from app.artifacts import load_manifest, resolve_version_dir
+from app.batch import FORMATS, BatchInputError, RowWriter, classify_photo, is_hidden, is_image, rows
+from app.config import Settings
+from app.model_host import ModelHost
+
+#: Output formats of the Ray engine, chosen by the suffix of DST (a folder of part files).
+RAY_FORMATS = {".parquet": "parquet", **FORMATS}
+#: The column a Ray row adds to the local engine's: with ``path``, the key of a photo that is done.
+KEY_COLUMNS = ("path", "size")
+#: In DST beside the part files: which model and settings wrote them.
+JOB_FILE = "_job.json"
+PART_PREFIX = "part-"
+
+
+class JobFailed(Exception):
+    """The Ray job stopped part way (storage failed, the cluster went away); DST keeps what was written."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the work is spread: the cluster to join, how many actors, and threads in each.
+
+    One thread per actor, one actor per CPU, is the default: with OpenCV held to the
+    actor's CPUs, 1 x 2 and 2 x 1 measured the same (docs/scaling.md), and actors share
+    no GIL or network pool, so a killed actor costs one core's batch.
+    """
+
+    #: ``auto``, ``ray://host:10001`` or a GCS address; None starts a local cluster
+    #: (or joins the one ``RAY_ADDRESS`` names).
+    address: str | None = None
+    #: None: one actor per ``threads_per_actor`` CPUs of the cluster.
+    actors: int | None = None
+    threads_per_actor: int = 1
+    #: Photos per batch handed to an actor; also about the photos per part file.
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class Store:
+    """A folder on some filesystem: a local one, or what a URI names."""
+
+    fs: pafs.FileSystem
+    path: str
+
+    def join(self, name: str) -> str:
+        return f"{self.path.rstrip('/')}/{name}"
+
+
+@dataclass(frozen=True)
+class RaySummary:
+    #: Image files under SRC; how many of them DST held already; how many this run classified.
+    photos: int
+    already_done: int
+    classified: int
+    #: Rows written by this run, by status.
+    counts: dict[str, int]
+    #: Files under SRC whose suffix is not an image suffix: not classified.
+    skipped: int
+    part_files: int
+
+
+def open_store(uri: str) -> Store:
+    """The filesystem and path of a local folder or a URI: pyarrow's own filesystems first, then fsspec's."""
+    if "://" not in uri:
+        return Store(pafs.LocalFileSystem(), Path(uri).resolve().as_posix())
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except OSError as exc:  # e.g. an s3:// bucket whose region cannot be looked up
+        raise BatchInputError(f"cannot open {uri}: {exc}") from exc
+    except pa.ArrowInvalid:
+        try:
+            spec, path = fsspec.core.url_to_fs(uri)
+        except (ImportError, ValueError) as exc:
+            raise BatchInputError(f"no filesystem for {uri}: {exc}") from exc
+        fs = pafs.PyFileSystem(pafs.FSSpecHandler(spec))
+    return Store(fs, path.rstrip("/") or "/")
+
+
+def output_format(dst: str) -> str:
+    fmt = RAY_FORMATS.get(PurePosixPath(dst.rstrip("/")).suffix.lower())
+    if fmt is None:
+        raise BatchInputError(
+            f"--out must end in {', '.join(RAY_FORMATS)} (a folder of part files), not {dst!r}"
+        )
+    return fmt
+
+
+def list_photos(src: Store) -> tuple[dict[str, int], int]:
+    """Every image under SRC as relative path -> size, and how many other files were skipped."""
+    info = src.fs.get_file_info(src.path)
+    if info.type != pafs.FileType.Directory:
+        raise BatchInputError(f"{src.path} is not a folder")
+    photos, skipped = {}, 0
+    for entry in src.fs.get_file_info(pafs.FileSelector(src.path, recursive=True)):
+        relative = PurePosixPath(entry.path).relative_to(src.path)
+        if entry.type != pafs.FileType.File or is_hidden(relative):
+            continue
+        if is_image(relative):
+            photos[relative.as_posix()] = entry.size
+        else:
+            skipped += 1
+    return dict(sorted(photos.items())), skipped
+
+
+def part_files(dst: Store, fmt: str) -> list[str]:
+    """The finished part files in DST (temporary ones are hidden, ``_job.json`` is not a part)."""
+    selector = pafs.FileSelector(dst.path, allow_not_found=True)
+    return sorted(
+        e.path
+        for e in dst.fs.get_file_info(selector)
+        if e.type == pafs.FileType.File
+        and e.base_name.startswith(PART_PREFIX)
+        and e.base_name.endswith(f".{fmt}")
+    )
+
+
+def done_keys(dst: Store, fmt: str) -> set[tuple[str, int]]:
+    """The (path, size) of every photo that has rows in DST."""
+    files = part_files(dst, fmt)
+    if not files:
+        return set()
+    keys = pa.schema([("path", pa.string()), ("size", pa.int64())])
+    table = pads.dataset(files, schema=keys, format="json" if fmt == "jsonl" else fmt, filesystem=dst.fs)
+    done = table.to_table(columns=list(KEY_COLUMNS)).to_pydict()
+    return set(zip(done["path"], done["size"], strict=True))
+
+
+def job_description(settings: Settings, fmt: str) -> dict[str, Any]:
+    """What makes rows comparable: the model version and the settings that change answers."""
+    manifest = load_manifest(
+        resolve_version_dir(settings.artifacts_dir, settings.classifier_backend, settings.model_version)
+    )
+    return {
+        "format": fmt,
+        "backend": manifest.backend,
+        "version": manifest.version,
+        "classes": manifest.class_ids,
+        "face_detector": settings.face_detector,
+        "unknown_threshold": settings.unknown_threshold,
+        "max_faces": settings.max_faces,
+        "max_pixels": settings.max_pixels,
+    }
+
+
+def claim_destination(dst: Store, job: dict[str, Any]) -> None:
+    """Write DST's ``_job.json``, or check that a resumed DST was written with the same model and settings.
+
+    Mixing the rows of two model versions in one DST would make it answer two ways.
+    """
+    dst.fs.create_dir(dst.path, recursive=True)
+    path = dst.join(JOB_FILE)
+    if dst.fs.get_file_info(path).type == pafs.FileType.File:
+        with dst.fs.open_input_stream(path) as stream:
+            earlier = json.loads(stream.read())
+        if earlier != job:
+            changed = sorted(k for k in job if earlier.get(k) != job[k])
+            raise BatchInputError(
+                f"{dst.path} holds rows of another run ({', '.join(changed)} differ): use a new --out"
+            )
+        return
+    write_atomically(dst, JOB_FILE, json.dumps(job, indent=2).encode())
+
+
+def write_atomically(dst: Store, name: str, data: bytes) -> None:
+    """Write under a hidden temporary name, then rename: readers see the whole file or none."""
+    temporary = dst.join(f".{name}.{uuid.uuid4().hex}.tmp")
+    with dst.fs.open_output_stream(temporary) as stream:
+        stream.write(data)
+    dst.fs.move(temporary, dst.join(name))
+
+
+def row_schema(classes: list[str]) -> pa.Schema:
+    """The local engine's row as Arrow types; struct fields keep the JSON's key order."""
+    box = pa.struct([(k, pa.int64()) for k in ("x", "y", "width", "height")])
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("status", pa.string()),
+            ("face", pa.int64()),
+            ("box", box),
+            ("label", pa.string()),
+            ("confidence", pa.float64()),
+            ("probabilities", pa.struct([(c, pa.float64()) for c in classes])),
+            ("error", pa.string()),
+        ]
+    )
+
+
+def photo_schema(classes: list[str]) -> pa.Schema:
+    """What flows from the actors to the writers: one record per photo, its rows nested."""
+    return pa.schema(
+        [("path", pa.string()), ("size", pa.int64()), ("rows", pa.list_(pa.struct(row_schema(classes))))]
+    )
+
+
+class PhotoClassifier:
+    """A Ray Data actor: loads the model once, then classifies batch after batch of photos."""
+
+    def __init__(self, settings: Settings, src_path: str) -> None:
+        # OpenCV's own thread pool is as large as the machine; Ray gave this actor
+        # ``inference_threads`` CPUs, and more threads than that only fight the other actors.
+        cv2.setNumThreads(settings.inference_threads)
+        self.recognizer = ModelHost(settings).load()  # verified and warmed up, as the service does
+        self.root = PurePosixPath(src_path)
+        self.max_pixels = settings.max_pixels
+        self.pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="classify")
+        self.schema = photo_schema(self.recognizer.classes)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        def one(path: str, data: bytes) -> dict[str, Any]:
+            result = classify_photo(self.recognizer, PurePosixPath(path), lambda: data, self.max_pixels)
+            return {
+                "path": PurePosixPath(path).relative_to(self.root).as_posix(),
+                "size": len(data),
+                "rows": list(rows(result, self.root)),
+            }
+
+        return pa.Table.from_pylist(list(self.pool.map(one, batch["path"], batch["bytes"])), self.schema)
+
+
+class ResultSink(Datasink[dict[str, int]]):
+    """Writes each block of classified photos as one part file in DST, atomically and idempotently."""
+
+    def __init__(self, dst: Store, fmt: str, classes: list[str]) -> None:
+        self.dst = dst
+        self.fmt = fmt
+        self.classes = classes
+        self.totals: Counter[str] = Counter()
+
+    def write(self, blocks: Iterable[Block], ctx: Any) -> dict[str, int]:
+        tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
+        photos = sorted(pa.concat_tables(tables).to_pylist(), key=lambda p: p["path"]) if tables else []
+        if not photos:
+            return {}
+        out = [{**row, "size": photo["size"]} for photo in photos for row in photo["rows"]]
+        write_atomically(self.dst, part_name(photos, self.fmt), self.encode(out))
+        return dict(Counter(row["status"] for row in out), photos=len(photos), parts=1)
+
+    def encode(self, out: list[dict[str, Any]]) -> bytes:
+        if self.fmt == "parquet":
+            schema = row_schema(self.classes).append(pa.field("size", pa.int64()))
+            buffer = pa.BufferOutputStream()
+            pq.write_table(pa.Table.from_pylist(out, schema), buffer)
+            return buffer.getvalue().to_pybytes()
+        text = io.StringIO(newline="")
+        writer = RowWriter(text, self.fmt, self.classes, extra=("size",))
+        for row in out:
+            writer.write(row)
+        return text.getvalue().encode()
+
+    def on_write_complete(self, write_result: WriteResult[dict[str, int]]) -> None:
+        """Runs on the driver once every write has succeeded: only each task's final attempt counts."""
+        for counts in write_result.write_returns:
+            self.totals.update(counts)
+
+
+def part_name(photos: list[dict[str, Any]], fmt: str) -> str:
+    """Named after the keys it holds, so a retried write lands on the same file."""
+    keys = "\n".join(f"{p['path']}\t{p['size']}" for p in photos)
+    return f"{PART_PREFIX}{hashlib.sha256(keys.encode()).hexdigest()[:24]}.{fmt}"
+
+
+def remove_temporaries(dst: Store) -> None:
+    """Temporary files of writes that were killed; only a finished run removes them."""
+    for entry in dst.fs.get_file_info(pafs.FileSelector(dst.path)):
+        if entry.base_name.startswith(f".{PART_PREFIX}") and entry.base_name.endswith(".tmp"):
+            dst.fs.delete_file(entry.path)
+
+
+def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayOptions) -> RaySummary:
+    """Classify every photo under SRC that DST does not hold yet, on the Ray cluster ``ray.init`` joins."""
+    fmt = output_format(dst_uri)
+    src, dst = open_store(src_uri), open_store(dst_uri)
+    job = job_description(settings, fmt)
+    photos, skipped = list_photos(src)
+    claim_destination(dst, job)
+    done = done_keys(dst, fmt)
+    todo = [src.join(path) for path, size in photos.items() if (path, size) not in done]
+    already = len(photos) - len(todo)
+    sink = ResultSink(dst, fmt, job["classes"])
+    if todo:
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=options.address, include_dashboard=False, logging_level="WARNING")
+        try:
+            run(todo, src, sink, settings.model_copy(update={"model_version": job["version"]}), options)
+        except (ray.exceptions.RayError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise JobFailed(
+                f"{reason}; the photos written are kept: rerun with the same --out to resume"
+            ) from exc
+        finally:
+            if started:
+                ray.shutdown()
+    remove_temporaries(dst)
+    counts = {status: sink.totals[status] for status in ("face", "no_face", "error")}
+    return RaySummary(len(photos), already, sink.totals["photos"], counts, skipped, sink.totals["parts"])
+
+
+def run(paths: list[str], src: Store, sink: ResultSink, settings: Settings, options: RayOptions) -> None:
+    """The Ray Data pipeline: read bytes, classify on the actor pool, write part files."""
+    threads = options.threads_per_actor
+    actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+    # Reading and writing hold no CPU: they wait on storage, and a CPU they held would be one
+    # an actor could not have (on a small cluster the actors would wait for it forever). Without
+    # a CPU to bound them, ``concurrency`` does: one reader and one writer per actor, or Ray
+    # would start a worker process per pending task.
+    photos = ray.data.read_binary_files(
+        paths, include_paths=True, filesystem=src.fs, num_cpus=0, concurrency=actors
+    )
+    classified = photos.map_batches(
+        PhotoClassifier,
+        fn_constructor_args=(settings.model_copy(update={"inference_threads": threads}), src.path),
+        batch_size=options.batch_size,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=actors),
+        num_cpus=threads,
+    )
+    classified.write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=actors)
+
+
+def format_summary(summary: RaySummary, dst: str) -> str:
+    c = summary.counts
+    return (
+        f"classified {summary.classified} photos: {c['face']} faces, {c['no_face']} photos without a face,"
+        f" {c['error']} unreadable; {summary.already_done} of {summary.photos} photos were done already;"
+        f" skipped {summary.skipped} non-image files; {summary.part_files} part files added to {dst}"
+    )
