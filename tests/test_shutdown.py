@@ -66,7 +66,7 @@ def load_then_sigterm(base: ServerURL, photo: bytes, clients: int, before_sigter
     answers = []
     for future in posts:
         try:
-            answers.append(future.result(timeout=60)[0])
+            answers.append(future.result(timeout=60))
         except httpx.HTTPError as exc:
             answers.append(exc)
     pool.shutdown()
