@@ -4,12 +4,12 @@ Unlike a ``cv2.dnn.Net``, an ``InferenceSession`` may be ``run()`` by several th
 once, so each model is loaded once per process and shared by the inference threads; no
 pool is needed.
 
-Threads: each ``run()`` gets ``intra_op_threads`` threads (the caller's included). With
-``INFERENCE_THREADS`` photos in flight, each call gets the cores divided by the photos in
-flight, so the cores are all busy but not oversubscribed; spinning is off, as a waiting
-thread that spins takes a core from the other photo. On the busy 2-core machine the
-settings measured (bench/embedding.py --intra-op, docs/benchmarks.md) could not be told
-apart, so this default follows the reasoning; measure again on a quiet machine.
+Threads: each ``run()`` gets ``intra_op_threads`` threads (the caller's included), by
+default one per core whatever ``INFERENCE_THREADS`` is. On 2 cores with two photos in
+flight (bench/embedding.py --concurrency 2, docs/benchmarks.md) two threads per call gave
+more faces per second than one in each of the four pairs measured, and a single call's
+time per face within the noise. Spinning is off, so a thread waiting for work does not take the
+core the other photo needs.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import onnxruntime as ort
 from app.pipeline.weights import model_file
 
 
-def default_intra_op_threads(concurrent_calls: int) -> int:
-    """Threads per call when ``concurrent_calls`` calls share the machine's cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, concurrent_calls))
+def default_intra_op_threads() -> int:
+    """Threads per call: every core (see the module's docstring for the measurement)."""
+    return os.cpu_count() or 1
 
 
 def load_session(model: str, intra_op_threads: int) -> ort.InferenceSession:

@@ -30,9 +30,9 @@ class FaceNetEmbedder(FeatureExtractor):
     embedding = True
 
     def __init__(self, margin: float = 0.2, pool_size: int = 1, intra_op_threads: int | None = None) -> None:
-        """``pool_size`` is how many photos run at once (``INFERENCE_THREADS``); they share one session."""
+        """``pool_size`` (photos at once) does not matter here: every thread shares one session."""
         self.margin = margin
-        threads = intra_op_threads or default_intra_op_threads(pool_size)
+        threads = intra_op_threads or default_intra_op_threads()
         self._session = load_session(MODEL, threads)  # loaded now, so a broken model fails at start-up
 
     @property
