@@ -48,6 +48,7 @@ from sklearn.datasets import load_sample_images
 from app.artifacts import load_manifest, resolve_version_dir
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
+from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
 from app.recognizer import UNKNOWN, Recognizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,14 +59,6 @@ CANVASES = ((640, 480), (1280, 960))
 COLLAGES = ((4, 3), (6, 4), (8, 6))
 TIME_SIZES = ((640, 480), (1280, 960), (1920, 1440), (4000, 3000))
 ACCURACY_HEIGHTS = (16, 20, 24, 32, 48, 64, 96)
-#: The detector as it was before issue 11: whole-photo full-range, then short-range.
-REFERENCE = {
-    "models": ["full_range", "short_range"],
-    "score_threshold": 0.65,
-    "sure_score": 0.65,
-    "min_face": 0,
-    "quarter_turns": False,
-}
 FACE_FREE_COUNT = 160
 
 
@@ -514,7 +507,7 @@ def main() -> int:
     if not args.data.is_dir():
         parser.exit(2, f"error: no photo folder at {args.data}\n")
 
-    reference = create_detector("blazeface", REFERENCE)
+    reference = create_detector("blazeface", WHOLE_PHOTO_ONLY)
     sources = load_sources(args.data, reference)
     rng = np.random.default_rng(args.seed)
     free = face_free_images(FACE_FREE_COUNT, rng)

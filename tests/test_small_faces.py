@@ -10,19 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.pipeline.detect import Box, Detection, create_detector
+from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
 from app.pipeline.detect.search import novel, tile_grid, unrotate
 from app.recognizer import LOW_QUALITY_HEIGHT
 from tests.conftest import LabelledPhoto
 from tests.images import encode
-
-#: The detector as it was before tiles: the whole photo only, no second look, no turns.
-WHOLE_PHOTO_ONLY = {
-    "models": ["full_range", "short_range"],
-    "score_threshold": 0.65,
-    "sure_score": 0.65,
-    "min_face": 0,
-    "quarter_turns": False,
-}
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,16 @@ MODELS = {
     "short_range": ModelSpec("blazeface_short_range.onnx", 128, (8, 16, 16, 16), 1.0, 16.0),
 }
 
+#: Detector params for the search as it was before tiles: the whole photo only, full-range then
+#: short-range at 0.65, no second look, no turns. The reference the benchmark and tests compare with.
+WHOLE_PHOTO_ONLY = {
+    "models": ["full_range", "short_range"],
+    "score_threshold": 0.65,
+    "sure_score": 0.65,
+    "min_face": 0,
+    "quarter_turns": False,
+}
+
 #: The photo turned this many quarter turns (counter-clockwise) when nothing was found upright.
 _TURNS = (1, 3, 2)
 
