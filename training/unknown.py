@@ -41,11 +41,11 @@ CALIBRATION_MIN_PHOTOS = 10
 DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
     "facenet": {
         "params": {"margin": 0.2},
-        "by_photos_per_person": {1: 0.684, 2: 0.595, 3: 0.548, 5: 0.504, 10: 0.453},
+        "by_photos_per_person": {1: 0.702, 2: 0.603, 3: 0.552, 5: 0.482, 10: 0.442},
         "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
         "other photos of them; 20 random draws of k per person from the training split (159 photos, "
-        "seed 42) of the 5 shared hobbit folders, BlazeFace + FaceNet 20180408-102900; measured "
-        "2026-11-24 by `bench/learning_curve.py --thresholds`",
+        "seed 42) of the 5 shared hobbit folders, BlazeFace (back model, tiles) + FaceNet 20180408-102900 "
+        "on ONNX Runtime; measured 2026-11-24 by `bench/learning_curve.py --thresholds`",
     }
 }
 

@@ -154,21 +154,24 @@ def test_two_photos_per_person_is_scored_leave_one_photo_out(tmp_path, shared_ph
 
 
 def test_one_person_is_that_person_or_unknown(tmp_path, shared_photos, run_cli) -> None:
-    data = copy_photos(tmp_path / "data", {"billy_boyd": shared_photos["billy_boyd"][:6]})
+    data = copy_photos(tmp_path / "data", {"billy_boyd": shared_photos["billy_boyd"][:8]})
     code, err = run_cli(data)
     assert code == 0, err
     version_dir = tmp_path / "artifacts" / "svm" / "v1"
     manifest = load_manifest(version_dir)
     assert manifest.class_ids == ["billy_boyd"] and manifest.classifier["winner"] == "single_person"
     assert manifest.metrics["evaluation"]["method"] == "held_out"
-    assert manifest.metrics["test"]["accuracy"] == 1.0  # the one held-out photo
+    assert manifest.metrics["test"]["accuracy"] == 1.0  # the two held-out photos
+    # Six training photos: the default threshold for five per person (0.482), not the looser
+    # one for three (0.552), under which about half of a stranger's photos pass as this person.
+    assert manifest.metrics["unknown_threshold"]["source"] == "default"
     recognizer = Recognizer.from_artifact(version_dir)
 
     def answer(path) -> str:
         faces = recognizer.recognize_photo(recognizer.decode(path.read_bytes())).faces
         return max(faces, key=lambda f: f.box.area).label
 
-    assert [answer(p) for p in shared_photos["billy_boyd"][6:]] == ["billy_boyd"] * 4
+    assert [answer(p) for p in shared_photos["billy_boyd"][8:]] == ["billy_boyd"] * 2
     strangers = [answer(p) for p in shared_photos["martin_freeman"]]
     assert strangers.count(UNKNOWN) >= 8, strangers
 
