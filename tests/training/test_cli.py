@@ -6,6 +6,7 @@ import pytest
 
 from app.artifacts import load_manifest
 from tests.training.conftest import copy_photos
+from training.unknown import DEFAULT_THRESHOLDS
 
 pytestmark = pytest.mark.slow
 
@@ -84,4 +85,5 @@ def test_cnn_trains_on_two_photos_each_without_a_score(tmp_path, shared_photos, 
     manifest = load_manifest(tmp_path / "artifacts" / "cnn" / "v1")
     assert manifest.classifier["validation_faces"] == 3 and manifest.classifier["train_faces"] == 3
     assert manifest.metrics["evaluation"]["method"] == "none"
-    assert manifest.unknown.threshold == 0.595  # the few-photo default for two photos each
+    # the few-photo default for two photos each
+    assert manifest.unknown.threshold == DEFAULT_THRESHOLDS["facenet"]["by_photos_per_person"][2]
