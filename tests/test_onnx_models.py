@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
 
-from app.pipeline.onnx_session import load_session
+from app.pipeline.onnx_session import default_intra_op_threads, load_session
 from app.pipeline.weights import MODELS, WeightsMissing, model_file
 
 
@@ -34,3 +35,12 @@ def test_facenet_runs_any_batch_size_with_unit_length_rows() -> None:
 def test_a_missing_model_is_a_clear_error() -> None:
     with pytest.raises(WeightsMissing, match="make onnx"):
         model_file("no_such_model.onnx")
+
+
+def test_threads_per_call_follow_omp_num_threads_as_ray_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_intra_op_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert default_intra_op_threads() == (os.cpu_count() or 1)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_intra_op_threads() == (os.cpu_count() or 1)

@@ -22,8 +22,14 @@ from app.pipeline.weights import model_file
 
 
 def default_intra_op_threads() -> int:
-    """Threads per call: every core (see the module's docstring for the measurement)."""
-    return os.cpu_count() or 1
+    """Threads per call: every core, or ``OMP_NUM_THREADS`` when it is set.
+
+    Ray sets ``OMP_NUM_THREADS`` in each actor to the CPUs it gave that actor; ONNX Runtime
+    (not built with OpenMP) ignores it, so without this two one-CPU actors would each run a
+    pool as large as the machine (see the module's docstring for the single-process measurement).
+    """
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return int(limit) if limit.isdigit() and int(limit) > 0 else os.cpu_count() or 1
 
 
 def load_session(model: str, intra_op_threads: int) -> ort.InferenceSession:
