@@ -28,7 +28,6 @@ import numpy as np
 from app.pipeline.detect import BLAZEFACE_MODELS, Box, Detection, FaceDetector
 from app.pipeline.detect.search import cut_by_inner_edge, novel, tile_grid, unrotate
 from app.pipeline.onnx_session import load_session
-from app.pipeline.pool import ResourcePool
 
 _RAW_SCORE_LIMIT = 80.0  # logits are clipped before the sigmoid, as MediaPipe does
 
@@ -219,9 +218,10 @@ class BlazeFaceDetector(FaceDetector):
         self.min_face = min_face
         self.thorough_min_face = thorough_min_face
         self.quarter_turns = quarter_turns
-        self._nets = ResourcePool(lambda: _Nets(self.models, self.tile_model), pool_size)
-        with self._nets.borrow():
-            pass  # load one now, so missing weights fail at start-up, not on a request
+        # One set for every thread: an ONNX Runtime session may run() from several at once, so
+        # ``pool_size`` (photos at once) does not matter here. Loaded now, so missing weights
+        # fail at start-up, not on a request.
+        self._nets = _Nets(self.models, self.tile_model)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -240,17 +240,17 @@ class BlazeFaceDetector(FaceDetector):
 
     def _detect(self, rgb: np.ndarray, thorough: bool) -> list[Detection]:
         min_face = self.thorough_min_face if thorough else self.min_face
-        with self._nets.borrow() as nets:
-            found = self._search(nets, rgb, min_face)
-            if found or not self.quarter_turns:
-                return found
-            height, width = rgb.shape[:2]
-            first = nets.cascade[0]  # alone and on the whole photo: a sideways photo's faces are rarely tiny
-            for turns in _TURNS:
-                turned = np.ascontiguousarray(np.rot90(rgb, turns))
-                found = self._confirmed(nets, turned, self._run(first, turned), self.sure_score)
-                if found:
-                    return [unrotate(face, turns, width, height) for face in found]
+        nets = self._nets
+        found = self._search(nets, rgb, min_face)
+        if found or not self.quarter_turns:
+            return found
+        height, width = rgb.shape[:2]
+        first = nets.cascade[0]  # alone and on the whole photo: a sideways photo's faces are rarely tiny
+        for turns in _TURNS:
+            turned = np.ascontiguousarray(np.rot90(rgb, turns))
+            found = self._confirmed(nets, turned, self._run(first, turned), self.sure_score)
+            if found:
+                return [unrotate(face, turns, width, height) for face in found]
         return []
 
     def _search(self, nets: _Nets, rgb: np.ndarray, min_face: int) -> list[Detection]:
