@@ -1,0 +1,3 @@
+from training.enrolment.cli import main
+
+raise SystemExit(main())
