@@ -44,28 +44,39 @@ WORKDIR /src
 # The dependencies first, from the metadata alone (empty packages), so that a code change
 # reuses this layer; then the project itself without its dependencies.
 ARG BACKEND=svm
+# TRAINER=1 adds the training extra (matplotlib) for the trainer service of docker-compose.yml.
+ARG TRAINER=0
 COPY pyproject.toml constraints.txt README.md ./
 RUN case "$BACKEND" in \
         svm) extra=serve ;; \
         cnn) extra=cnn ;; \
         *) echo "BACKEND must be svm or cnn, not '$BACKEND'" >&2; exit 1 ;; \
     esac \
+ && if [ "$TRAINER" = 1 ]; then extra="$extra,train"; fi \
  && mkdir -p app training && touch app/__init__.py training/__init__.py \
  && pip install --quiet -c constraints.txt ".[$extra]" \
  && pip uninstall --quiet -y hobbit-classifier \
  && rm -rf app training build *.egg-info
 COPY app ./app
 COPY training ./training
-RUN pip install --quiet --no-deps --no-compile . \
+# Serving never imports the training package (tests/test_architecture.py): only the trainer
+# image (TRAINER=1) keeps it. Then what the service never runs: the packages' own test suites
+# (about 70 MB, mostly NumPy's and SciPy's) and ONNX Runtime's model tools (quantization,
+# transformers; about 9 MB).
+RUN if [ "$TRAINER" != 1 ]; then rm -rf training; fi \
+ && pip install --quiet --no-deps --no-compile . \
  && python -m compileall -q /opt/venv/lib \
- && pip uninstall --quiet -y pip setuptools
+ && pip uninstall --quiet -y pip setuptools \
+ && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} + \
+ && cd /opt/venv/lib/python3*/site-packages/onnxruntime \
+ && rm -rf quantization tools transformers
 
 # ---- runtime -------------------------------------------------------------------------------
 FROM base AS runtime
 ARG BACKEND=svm
 RUN groupadd --gid 10001 app \
  && useradd --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
- && mkdir -p /app /artifacts && chown app:app /app
+ && mkdir -p /app /artifacts /data && chown app:app /app /artifacts /data
 COPY --from=builder /opt/venv /opt/venv
 # The root filesystem may be read-only (docker-compose.yml, deploy/k8s): bytecode is compiled
 # at build time (PYTHONDONTWRITEBYTECODE above), and the little that writes at run time goes

@@ -6,6 +6,7 @@ Both read the same settings from the environment (or ``.env``), so they use the 
 from __future__ import annotations
 
 import argparse
+import math
 
 import uvicorn
 
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here: serving never needs the batch module.
         from app import batch
 
-        ray_options = {"address": args.address, "actors": args.actors}
-        ray_options |= {"threads_per_actor": args.threads_per_actor, "batch_size": args.batch_size}
-        return batch.main(args.dir, args.out, settings, args.engine, **ray_options)
+        engine_options = {"address": args.address, "actors": args.actors}
+        engine_options |= {"threads_per_actor": args.threads_per_actor, "batch_size": args.batch_size}
+        return batch.main(args.dir, args.out, settings, args.engine, **engine_options)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=settings.workers,
         log_config=log_config(settings.log_level),
         # A backstop after the app's own deadline (app/shutdown.py), for clients still uploading.
-        timeout_graceful_shutdown=FORCE_BY * settings.shutdown_grace_s,
+        timeout_graceful_shutdown=math.ceil(FORCE_BY * settings.shutdown_grace_s),
     )
     return 0
 

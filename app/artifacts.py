@@ -1,10 +1,6 @@
 """Versioned model artifacts: where they live, what the manifest says, and integrity checks.
 
-Layout::
-
-    <artifacts_dir>/<backend>/LATEST            one line: the current version
-    <artifacts_dir>/<backend>/<version>/manifest.json
-    <artifacts_dir>/<backend>/<version>/<model and report files>
+The folder layout and the file names are in ``app.artifact_files``.
 
 Every file a version holds is listed in the manifest with its sha256, and the
 loader refuses a version whose files do not match: a half-copied or tampered
@@ -21,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-MANIFEST = "manifest.json"
-LATEST = "LATEST"
+from app.artifact_files import LATEST, MANIFEST
+
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

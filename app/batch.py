@@ -12,7 +12,7 @@ Output is one row per face; a photo without a face and a file that cannot be rea
 each get one row too (``status`` says which, ``error`` says why), so every image
 file under DIR is accounted for and one bad file never stops a long run. When DIR
 holds sub-folders named after the model's classes, the photos in them are scored
-end to end with ``training.evaluate`` (the label of the largest face, a photo
+end to end with ``app.evaluation`` (the label of the largest face, a photo
 without a face counting as wrong), the same rule the training report uses.
 """
 
@@ -31,10 +31,10 @@ from tqdm import tqdm
 
 from app.artifacts import ArtifactError
 from app.config import Settings
+from app.dataset import IMAGE_SUFFIXES, Photo
+from app.evaluation import PhotoAnswer, end_to_end_metrics
 from app.model_host import ModelHost
 from app.recognizer import FaceResult, Recognizer
-from training.dataset import IMAGE_SUFFIXES, Photo
-from training.evaluate import PhotoAnswer, end_to_end_metrics
 
 #: Output formats, chosen by the suffix of ``--out``.
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
@@ -66,7 +66,7 @@ class BatchSummary:
     errors: int
     #: Files under DIR whose suffix is not an image suffix (notes, videos...): not classified.
     skipped: int
-    #: ``training.evaluate.end_to_end_metrics`` over the photos in class folders, if any.
+    #: ``app.evaluation.end_to_end_metrics`` over the photos in class folders, if any.
     metrics: dict[str, Any] | None
 
 
@@ -76,7 +76,7 @@ def is_hidden(relative: PurePath) -> bool:
 
 
 def is_image(relative: PurePath) -> bool:
-    """The same rule as ``training.dataset.scan``: an image suffix in any case (both engines use it)."""
+    """The same rule as ``app.dataset.scan``: an image suffix in any case (both engines use it)."""
     return relative.suffix.lower() in IMAGE_SUFFIXES
 
 
@@ -174,8 +174,8 @@ class RowWriter:
 
 
 def photo_answer(result: PhotoResult, label: str) -> PhotoAnswer:
-    """The photo's answer as ``training.evaluate.answer_photos`` forms it: the largest face's label."""
-    return PhotoAnswer.from_faces(Photo(result.path, label), result.faces)
+    """The photo's answer as ``app.evaluation.answer_photos`` forms it: the largest face's label."""
+    return PhotoAnswer.from_faces(Photo(Path(result.path), label), result.faces)
 
 
 def class_of(path: Path, root: Path, classes: set[str]) -> str | None:

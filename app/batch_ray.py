@@ -6,18 +6,19 @@ are the local engine's) over every core of a cluster:
 
 - read: ``ray.data.read_binary_files`` reads the photos from SRC, a local folder or any
   URI pyarrow (``s3://``, ``gs://``, ``hdfs://``...) or fsspec knows;
-- classify: ``map_batches`` on a fixed pool of actors, each of which loads and verifies
-  the model once (``ModelHost``, as the service does) and classifies batch after batch;
-- write: each finished block becomes one part file in DST (Parquet, JSON lines or CSV).
+- classify and write: ``map_batches`` on a fixed pool of actors, each of which loads and
+  verifies the model once (``ModelHost``, as the service does), then classifies batch
+  after batch and writes each batch as one part file in DST (Parquet, JSON lines or CSV);
+  only the batch's counts go back to the driver.
 
 Resumable, and exactly once. A row carries the photo's ``size`` besides the local
 engine's columns: ``(path, size)`` is the key of a photo that is done. A rerun into the
 same DST lists the keys its part files hold and reads only the other photos, so a photo
 that changed size is classified again. A part file is written under a hidden temporary
 name and then renamed, so DST never holds half a file, and it is named after the keys it
-holds, so a write that Ray retries (a worker killed, a node lost) replaces the same file
-instead of adding a second one. The rows of one photo travel as one record until they
-are written, so a photo is in DST whole or not at all.
+holds, so a batch that Ray retries (an actor killed, a node lost) replaces the same file
+instead of adding a second one. A photo's rows are written in one file by the call that
+classified it, so a photo is in DST whole or not at all.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,9 +44,6 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy
-from ray.data.block import Block, BlockAccessor
-from ray.data.datasource import Datasink
-from ray.data.datasource.datasink import WriteResult
 
 from app.artifacts import load_manifest, resolve_version_dir
 from app.batch import FORMATS, BatchInputError, RowWriter, classify_photo, is_hidden, is_image, rows
@@ -59,6 +57,8 @@ KEY_COLUMNS = ("path", "size")
 #: In DST beside the part files: which model and settings wrote them.
 JOB_FILE = "_job.json"
 PART_PREFIX = "part-"
+#: The ``status`` of a row, counted per batch by the actors.
+STATUSES = ("face", "no_face", "error")
 
 
 class JobFailed(Exception):
@@ -80,7 +80,7 @@ class RayOptions:
     #: None: one actor per ``threads_per_actor`` CPUs of the cluster.
     actors: int | None = None
     threads_per_actor: int = 1
-    #: Photos per batch handed to an actor; also about the photos per part file.
+    #: Photos per batch handed to an actor; also the most photos in one part file.
     batch_size: int = 16
 
 
@@ -235,17 +235,20 @@ def row_schema(classes: list[str]) -> pa.Schema:
     )
 
 
-def photo_schema(classes: list[str]) -> pa.Schema:
-    """What flows from the actors to the writers: one record per photo, its rows nested."""
-    return pa.schema(
-        [("path", pa.string()), ("size", pa.int64()), ("rows", pa.list_(pa.struct(row_schema(classes))))]
-    )
-
-
 class PhotoClassifier:
-    """A Ray Data actor: loads the model once, then classifies batch after batch of photos."""
+    """A Ray Data actor: loads the model once, then classifies batch after batch and writes each one.
 
-    def __init__(self, settings: Settings, src_path: str) -> None:
+    The actor writes its own part files, rather than a ``Datasink`` after it: Ray Data
+    cannot fuse a write into an actor pool's map, so each write was a task of its own.
+    Once a node runs more worker processes than it has CPUs (the actors and Ray Data's
+    own do), Ray ends a task worker idle for a second, so writes kept starting new
+    processes, and each one imported this module (OpenCV, ONNX Runtime, the model code)
+    to unpickle the sink: about 2.4 s of CPU a process. Two actors on 2 cores then spent
+    186 ms of CPU per photo, 105 of it classifying, and were no faster than one
+    (docs/scaling.md). Writing here costs milliseconds and starts no process.
+    """
+
+    def __init__(self, settings: Settings, src_path: str, dst: Store, fmt: str) -> None:
         # OpenCV's own thread pool is as large as the machine; Ray gave this actor
         # ``inference_threads`` CPUs, and more threads than that only fight the other actors.
         cv2.setNumThreads(settings.inference_threads)
@@ -253,9 +256,12 @@ class PhotoClassifier:
         self.root = PurePosixPath(src_path)
         self.max_pixels = settings.max_pixels
         self.pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="classify")
-        self.schema = photo_schema(self.recognizer.classes)
+        self.dst = dst
+        self.fmt = fmt
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Classify and write one batch; what flows on to the driver is only its counts."""
+
         def one(path: str, data: bytes) -> dict[str, Any]:
             result = classify_photo(self.recognizer, PurePosixPath(path), lambda: data, self.max_pixels)
             return {
@@ -264,43 +270,27 @@ class PhotoClassifier:
                 "rows": list(rows(result, self.root)),
             }
 
-        return pa.Table.from_pylist(list(self.pool.map(one, batch["path"], batch["bytes"])), self.schema)
-
-
-class ResultSink(Datasink[dict[str, int]]):
-    """Writes each block of classified photos as one part file in DST, atomically and idempotently."""
-
-    def __init__(self, dst: Store, fmt: str, classes: list[str]) -> None:
-        self.dst = dst
-        self.fmt = fmt
-        self.classes = classes
-        self.totals: Counter[str] = Counter()
-
-    def write(self, blocks: Iterable[Block], ctx: Any) -> dict[str, int]:
-        tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
-        photos = sorted(pa.concat_tables(tables).to_pylist(), key=lambda p: p["path"]) if tables else []
-        if not photos:
-            return {}
+        photos = sorted(self.pool.map(one, batch["path"], batch["bytes"]), key=lambda p: p["path"])
         out = [{**row, "size": photo["size"]} for photo in photos for row in photo["rows"]]
-        write_atomically(self.dst, part_name(photos, self.fmt), self.encode(out))
-        return dict(Counter(row["status"] for row in out), photos=len(photos), parts=1)
+        write_atomically(
+            self.dst, part_name(photos, self.fmt), encode(out, self.fmt, self.recognizer.classes)
+        )
+        counts = Counter(row["status"] for row in out)
+        return {name: np.array([counts[name]]) for name in STATUSES} | {"photos": np.array([len(photos)])}
 
-    def encode(self, out: list[dict[str, Any]]) -> bytes:
-        if self.fmt == "parquet":
-            schema = row_schema(self.classes).append(pa.field("size", pa.int64()))
-            buffer = pa.BufferOutputStream()
-            pq.write_table(pa.Table.from_pylist(out, schema), buffer)
-            return buffer.getvalue().to_pybytes()
-        text = io.StringIO(newline="")
-        writer = RowWriter(text, self.fmt, self.classes, extra=("size",))
-        for row in out:
-            writer.write(row)
-        return text.getvalue().encode()
 
-    def on_write_complete(self, write_result: WriteResult[dict[str, int]]) -> None:
-        """Runs on the driver once every write has succeeded: only each task's final attempt counts."""
-        for counts in write_result.write_returns:
-            self.totals.update(counts)
+def encode(out: list[dict[str, Any]], fmt: str, classes: list[str]) -> bytes:
+    """A part file's bytes: the rows as Parquet, or as the local engine writes JSON lines or CSV."""
+    if fmt == "parquet":
+        schema = row_schema(classes).append(pa.field("size", pa.int64()))
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(out, schema), buffer)
+        return buffer.getvalue().to_pybytes()
+    text = io.StringIO(newline="")
+    writer = RowWriter(text, fmt, classes, extra=("size",))
+    for row in out:
+        writer.write(row)
+    return text.getvalue().encode()
 
 
 def part_name(photos: list[dict[str, Any]], fmt: str) -> str:
@@ -326,13 +316,14 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
     done = done_keys(dst, fmt)
     todo = [src.join(path) for path, size in photos.items() if (path, size) not in done]
     already = len(photos) - len(todo)
-    sink = ResultSink(dst, fmt, job["classes"])
+    totals: Counter[str] = Counter()
     if todo:
         started = not ray.is_initialized()
         if started:
-            ray.init(address=options.address, include_dashboard=False, logging_level="WARNING")
+            ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING)
         try:
-            run(todo, src, sink, settings.model_copy(update={"model_version": job["version"]}), options)
+            pinned = settings.model_copy(update={"model_version": job["version"]})
+            totals = run(todo, src, dst, fmt, pinned, options)
         except (ray.exceptions.RayError, OSError) as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise JobFailed(
@@ -342,30 +333,40 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
             if started:
                 ray.shutdown()
     remove_temporaries(dst)
-    counts = {status: sink.totals[status] for status in ("face", "no_face", "error")}
-    return RaySummary(len(photos), already, sink.totals["photos"], counts, skipped, sink.totals["parts"])
+    counts = {status: totals[status] for status in STATUSES}
+    return RaySummary(len(photos), already, totals["photos"], counts, skipped, totals["parts"])
 
 
-def run(paths: list[str], src: Store, sink: ResultSink, settings: Settings, options: RayOptions) -> None:
-    """The Ray Data pipeline: read bytes, classify on the actor pool, write part files."""
+def run(
+    paths: list[str], src: Store, dst: Store, fmt: str, settings: Settings, options: RayOptions
+) -> Counter[str]:
+    """The Ray Data pipeline: read bytes, then classify and write part files on the actor pool.
+
+    Returns the rows written by status, the photos and the part files. Ray Data hands the
+    driver each batch's counts once, from the attempt that succeeded, however often a
+    batch was retried.
+    """
     threads = options.threads_per_actor
     actors = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
-    # Reading and writing hold no CPU: they wait on storage, and a CPU they held would be one
-    # an actor could not have (on a small cluster the actors would wait for it forever). Without
-    # a CPU to bound them, ``concurrency`` does: one reader and one writer per actor, or Ray
-    # would start a worker process per pending task.
+    # Reading holds no CPU: it waits on storage, and a CPU it held would be one an actor
+    # could not have (on a small cluster the actors would wait for it forever). Without a
+    # CPU to bound them, ``concurrency`` does: one reader per actor, or Ray would start a
+    # worker process per pending read.
     photos = ray.data.read_binary_files(
         paths, include_paths=True, filesystem=src.fs, num_cpus=0, concurrency=actors
     )
     classified = photos.map_batches(
         PhotoClassifier,
-        fn_constructor_args=(settings.model_copy(update={"inference_threads": threads}), src.path),
+        fn_constructor_args=(settings.model_copy(update={"inference_threads": threads}), src.path, dst, fmt),
         batch_size=options.batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),
         num_cpus=threads,
     )
-    classified.write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=actors)
+    totals: Counter[str] = Counter()
+    for written in classified.iter_rows():
+        totals.update({**written, "parts": 1})
+    return totals
 
 
 def format_summary(summary: RaySummary, dst: str) -> str:

@@ -12,13 +12,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The registered names (``app.backends.BACKENDS``, ``app.pipeline.detect.DETECTORS``), spelled
+#: out for pydantic and the type checker; tests/test_registries.py keeps them in step.
+BackendName = Literal["svm", "cnn"]
+DetectorName = Literal["blazeface", "haar"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    classifier_backend: Literal["svm", "cnn"] = Field("svm", description="Which trained backend to serve")
+    classifier_backend: BackendName = Field("svm", description="Which trained backend to serve")
     artifacts_dir: Path = Field(PROJECT_ROOT / "artifacts", description="Root of the versioned artifacts")
     model_version: str | None = Field(None, description="Serve this version instead of the one LATEST names")
-    face_detector: Literal["haar", "blazeface"] | None = Field(
+    face_detector: DetectorName | None = Field(
         None, description="Override the detector the model was trained with"
     )
     unknown_threshold: float | None = Field(
@@ -32,6 +38,12 @@ class Settings(BaseSettings):
     inference_threads: int = Field(2, gt=0, description="Photos processed at once by one worker")
     max_queue: int = Field(
         14, ge=0, description="Photos that may wait for a thread, per worker; past it, 503 with Retry-After"
+    )
+    max_queue_wait_s: float = Field(
+        0.5,
+        gt=0,
+        description="Shed a photo at once (503, Retry-After) when the photos ahead would keep it "
+        "waiting longer than this for a thread, judged by recent photos' times",
     )
     shutdown_grace_s: float = Field(
         20.0, gt=0, description="After SIGTERM, exit within this long; photos not answered by then get 503"

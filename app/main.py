@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import Depends, FastAPI
 
+from app import __version__
 from app.api.admin import router as admin_router
-from app.api.admission import install_admission
+from app.api.admission import Admission, install_admission
 from app.api.body_limit import BodySizeLimit
 from app.api.problems import document_problems, install_problem_handlers
 from app.api.routes import router
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="hobbit-classifier",
         summary="Find every face in a photo and say who it is, or 'unknown'.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         dependencies=[Depends(require_api_key)],
     )
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.model_host = ModelHost(settings, on_load=metrics.set_model)
     install_problem_handlers(app)
-    install_admission(app, settings.inference_threads, settings.max_queue, metrics, CLASSIFY_PATHS)
+    admission = Admission(settings.inference_threads, settings.max_queue, metrics, settings.max_queue_wait_s)
+    install_admission(app, admission, CLASSIFY_PATHS)
     document_problems(app)
     document_api_key(app)
     app.include_router(router)

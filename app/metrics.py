@@ -50,7 +50,8 @@ class Metrics:
         )
         self.shed = Counter(
             "inference_shed_total",
-            "Photos answered 503 at once, without waiting: the worker was full, or shutting down",
+            "Photos answered 503 at once, without waiting: the worker was full (full), the photos "
+            "ahead would keep it waiting past MAX_QUEUE_WAIT_S (slow), or it is shutting down (draining)",
             ["reason"],
             registry=self.registry,
         )

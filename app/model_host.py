@@ -26,7 +26,6 @@ class ModelHost:
         self.settings = settings
         self._on_load = on_load
         self._current: Recognizer | None = None
-        self._current_dir: Path | None = None
         self.error: str | None = "model not loaded yet"
         #: The folder ``LATEST`` named when it was last followed, loaded or not: the watcher
         #: reacts only when the pointer moves, so it neither undoes an explicit reload nor
@@ -38,10 +37,6 @@ class ModelHost:
     def current(self) -> Recognizer | None:
         """The ready model, or None while none has loaded."""
         return self._current
-
-    @property
-    def current_dir(self) -> Path | None:
-        return self._current_dir
 
     def pointer_moved(self) -> bool:
         """Whether ``LATEST`` has moved since it was last followed (never when a version is pinned)."""
@@ -74,7 +69,6 @@ class ModelHost:
                     detector=s.face_detector,
                     unknown_threshold=s.unknown_threshold,
                     max_faces=s.max_faces,
-                    pool_size=s.inference_threads,
                 )
                 warm_up(recognizer)
             except Exception as exc:
@@ -86,16 +80,23 @@ class ModelHost:
                     exc,
                 )
                 raise
-            self._current, self._current_dir, self.error = recognizer, version_dir, None
-            if self._on_load is not None:
-                self._on_load(recognizer)
-            log.info(
-                "serving model %s/%s from %s",
-                recognizer.manifest.backend,
-                recognizer.manifest.version,
-                version_dir,
-            )
+            self.serve(recognizer)
             return recognizer
+
+    def serve(self, recognizer: Recognizer) -> None:
+        """Make a complete, warmed-up model current: what ``load`` ends with.
+
+        Public so a model built elsewhere (a test's small one) is served the same way.
+        """
+        self._current, self.error = recognizer, None
+        if self._on_load is not None:
+            self._on_load(recognizer)
+        log.info(
+            "serving model %s/%s from %s",
+            recognizer.manifest.backend,
+            recognizer.manifest.version,
+            recognizer.version_dir or "memory",
+        )
 
 
 def warm_up(recognizer: Recognizer) -> None:

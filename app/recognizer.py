@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from app.artifacts import Manifest, load_manifest
+from app.artifacts import ArtifactError, Manifest, load_manifest
 from app.backends import Classifier, load_classifier
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
@@ -23,6 +24,8 @@ from app.pipeline.features import FeatureExtractor, create_extractor
 from app.unknown import UnknownRule
 
 UNKNOWN = "unknown"
+
+Quality = Literal["good", "low"]
 
 #: Faces fewer pixels high than this (in the analysed image) are ``quality="low"``: measured on
 #: the held-out photos scaled down (bench/detection.py --sections accuracy), under 32 px the
@@ -42,7 +45,7 @@ class FaceResult:
     confidence: float
     probabilities: dict[str, float]
     #: "low" for a face too small for a reliable name (see LOW_QUALITY_HEIGHT), else "good".
-    quality: str = "good"
+    quality: Quality = "good"
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,12 @@ class Recognizer:
         classifier: Classifier,
         unknown: UnknownRule | None = None,
         max_faces: int = 20,
+        version_dir: Path | None = None,
     ) -> None:
         self.manifest = manifest
-        #: The artifact folder the model came from (class pictures live there).
-        self.version_dir: Path | None = None
+        #: The artifact folder the model came from (class pictures live there); None for a
+        #: model training holds in memory.
+        self.version_dir = version_dir
         self.detector = detector
         self.extractor = extractor
         self.classifier = classifier
@@ -83,7 +88,6 @@ class Recognizer:
         detector: str | None = None,
         unknown_threshold: float | None = None,
         max_faces: int = 20,
-        pool_size: int = 1,
     ) -> Recognizer:
         """Load a verified artifact and rebuild the exact stages it was trained with.
 
@@ -94,25 +98,26 @@ class Recognizer:
         unknown = None
         if manifest.unknown.method == "nearest_distance":
             threshold = unknown_threshold if unknown_threshold is not None else manifest.unknown.threshold
-            unknown = UnknownRule.load(version_dir, float(threshold))
+            if threshold is None:
+                raise ArtifactError(f"{version_dir}: the nearest_distance rule has no threshold")
+            unknown = UnknownRule.load(version_dir, threshold)
         elif unknown_threshold is not None:
             log.warning(
                 "UNKNOWN_THRESHOLD is ignored: %s features have no unknown rule", manifest.features.name
             )
         if detector is None or detector == manifest.detector.name:
-            face_detector = create_detector(manifest.detector.name, manifest.detector.params, pool_size)
+            face_detector = create_detector(manifest.detector.name, manifest.detector.params)
         else:
-            face_detector = create_detector(detector, pool_size=pool_size)
-        recognizer = cls(
+            face_detector = create_detector(detector)
+        return cls(
             manifest,
             face_detector,
-            create_extractor(manifest.features.name, manifest.features.params, pool_size=pool_size),
+            create_extractor(manifest.features.name, manifest.features.params),
             load_classifier(version_dir, manifest),
             unknown,
             max_faces,
+            version_dir,
         )
-        recognizer.version_dir = version_dir
-        return recognizer
 
     def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPhoto:
         """Decode an upload, no smaller than this model's detector works at."""

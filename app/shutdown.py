@@ -80,7 +80,7 @@ def _on_signals(callback: Callable[[], None]) -> Iterator[None]:
 
     def handler(sig: int, frame: FrameType | None) -> None:
         callback()
-        chained = previous[sig]
+        chained = previous[signal.Signals(sig)]
         if callable(chained):
             chained(sig, frame)
         else:  # SIG_DFL or SIG_IGN: let the signal do what it did before

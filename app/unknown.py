@@ -6,7 +6,7 @@ together; a face whose cosine distance to its nearest training face is above a
 threshold is declared unknown. The nearest training face works better than a
 class centroid here: a person's photos form several clusters (ages, beards,
 lighting), and a centroid sits between them. The threshold is calibrated at
-training time on the training split only (see training/unknown.py).
+training time on the training split only (see training/unknown_threshold.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCES_FILE = "references.npy"
+from app.artifact_files import REFERENCES
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -37,10 +37,10 @@ class UnknownRule:
 
     @classmethod
     def load(cls, version_dir: Path, threshold: float) -> UnknownRule:
-        return cls(np.load(version_dir / REFERENCES_FILE, allow_pickle=False), threshold)
+        return cls(np.load(version_dir / REFERENCES, allow_pickle=False), threshold)
 
     def save(self, version_dir: Path) -> None:
-        np.save(version_dir / REFERENCES_FILE, self.references, allow_pickle=False)
+        np.save(version_dir / REFERENCES, self.references, allow_pickle=False)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         return nearest_distance(features, self.references)

@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 from app.artifacts import load_manifest, resolve_version_dir
+from app.dataset import Photo, scan
+from app.evaluation import answer_photos, end_to_end_metrics
 from app.recognizer import UNKNOWN, Recognizer
-from training.dataset import Photo, scan
-from training.evaluate import answer_photos, end_to_end_metrics
 from training.split import plan_evaluation
 from training.train import TrainConfig, train
 

@@ -4,27 +4,36 @@
 
 Builds a folder of N photos by copying the shared photos round-robin under new names
 (real photos at full size, so reading and decoding cost what they cost), then times,
-in one process: the local engine; a local Ray cluster's start (``ray.init``, reported
-apart: a real cluster is started once, not per job); the Ray engine with each
-actors x threads layout; and the local engine again, since the machine is shared and
-drifts. Every timing includes loading the model (the local engine's one load, the
-actors' loads), as a job pays it. Then it profiles one thread over a sample of the
-photos stage by stage, to say what limits throughput: reading, decoding or the model.
-Numbers go in docs/scaling.md.
+in one process: the local engine; a local Ray cluster's start (``ray.init``, and a
+one-row dataset that starts Ray Data's own actors; reported apart: a real cluster
+starts once, not per job); the Ray engine with each actors x threads layout; and the
+local engine again, since the machine is shared and drifts. Every timing includes
+loading the model (the local engine's one load, the actors' loads), as a job pays it.
+Then it profiles one thread over a sample of the photos stage by stage, to say what
+limits throughput: reading, decoding or the model. Numbers go in docs/scaling.md.
+
+On a shared machine the wall times are noisy; the CPU each run used is not. So every
+run also reports the CPU seconds per photo of this process and of every process under
+it (the local Ray cluster's daemons and workers), by role, read from ``/proc`` twice a
+second (Linux only; a process that ends loses the CPU it used after its last sample).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import ray
+import ray.data
 
 from app import batch, batch_ray
 from app.config import PROJECT_ROOT, Settings
@@ -33,6 +42,80 @@ from app.model_host import ModelHost
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "hobbits"
 #: (actors, threads per actor) tried on the Ray engine by default.
 LAYOUTS = "1x1,2x1,1x2"
+#: A process's role in a run, by the first of these found in any title it had (Ray
+#: retitles a worker after each task it runs); checked in this order.
+ROLES = {
+    "classifying actors": ("PhotoClassifier",),
+    "reading tasks": ("ReadBinary",),
+    "writing tasks": ("Write",),
+    "Ray Data's own actors": ("_StatsActor", "_AutoscalingCoordinatorActor", "ActorLocationTracker"),
+    "idle workers": ("ray::",),
+}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class CpuAccount:
+    """CPU seconds used during a run by this process and every process under it, by role."""
+
+    def __init__(self) -> None:
+        self.start = self.sample()
+        self.last = dict(self.start)
+        self.titles: dict[int, set[str]] = {}
+        self.done = threading.Event()
+        self.sampler = threading.Thread(target=self.watch, daemon=True)
+        self.sampler.start()
+
+    @staticmethod
+    def sample() -> dict[int, tuple[str, float]]:
+        """pid -> (title, CPU seconds so far) for this process and its descendants."""
+        parents, seen = {}, {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue  # it ended while we looked
+            fields = stat.rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            seen[int(entry.name)] = (title, (int(fields[11]) + int(fields[12])) / TICKS)
+        ours = {os.getpid()}
+        while grown := {pid for pid, parent in parents.items() if parent in ours} - ours:
+            ours |= grown
+        return {pid: seen[pid] for pid in ours if pid in seen}
+
+    def watch(self) -> None:
+        while not self.done.wait(0.5):
+            self.record(self.sample())
+
+    def record(self, now: dict[int, tuple[str, float]]) -> None:
+        for pid, (title, _) in now.items():
+            self.titles.setdefault(pid, set()).add(title)
+        self.last.update(now)
+
+    def stop(self) -> dict[str, tuple[float, int]]:
+        """Role -> (CPU seconds, processes) since the account was opened."""
+        self.done.set()
+        self.sampler.join()
+        self.record(self.sample())
+        roles: dict[str, tuple[float, int]] = {}
+        for pid, (_, cpu) in self.last.items():
+            used = cpu - self.start.get(pid, ("", 0.0))[1]
+            if used > 0:
+                role = self.role(pid)
+                seconds, count = roles.get(role, (0.0, 0))
+                roles[role] = (seconds + used, count + 1)
+        return roles
+
+    def role(self, pid: int) -> str:
+        if pid == os.getpid():
+            return "this process (driver, or the local engine)"
+        titles = " ".join(self.titles.get(pid, ()))
+        for role, marks in ROLES.items():
+            if any(mark in titles for mark in marks):
+                return role
+        return "Ray's daemons (raylet, GCS, agents)"
 
 
 def make_folder(data: Path, n: int, root: Path) -> Path:
@@ -47,11 +130,21 @@ def make_folder(data: Path, n: int, root: Path) -> Path:
     return folder
 
 
-def timed(label: str, n: int, run) -> float:
+def timed(label: str, n: int, run: Callable[[], object], cpu: dict[str, str]) -> float:
+    """Photos per second of one run; its CPU by role goes into ``cpu`` as a line of text."""
+    account = CpuAccount()
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
+    roles = account.stop()
     print(f"| {label} | {seconds:.1f} s | {n / seconds:.2f} |", flush=True)
+    total = sum(used for used, _ in roles.values())
+    parts = [
+        f"{role} {used / n * 1000:.0f} ({count} processes)"
+        for role, (used, count) in sorted(roles.items(), key=lambda item: -item[1][0])
+        if used / n >= 0.0005
+    ]
+    cpu[label] = f"{total / n * 1000:.0f} ms of CPU per photo: " + ", ".join(parts)
     return n / seconds
 
 
@@ -92,10 +185,14 @@ def main() -> int:
         folder = make_folder(args.data, n, root)
         print(f"{n} photos, {args.backend}, {settings.inference_threads} local threads\n")
         print("| run | wall time | photos/s |\n|---|---|---|")
-        local = [timed("local engine", n, lambda: batch.classify_folder(folder, root / "a.jsonl", settings))]
+        cpu: dict[str, str] = {}
+        local = [
+            timed("local engine", n, lambda: batch.classify_folder(folder, root / "a.jsonl", settings), cpu)
+        ]
         start = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-        print(f"| (ray.init, once per cluster) | {time.perf_counter() - start:.1f} s | |", flush=True)
+        ray.data.range(1).materialize()  # Ray Data's own actors start with a cluster's first dataset
+        print(f"| (cluster start, once per cluster) | {time.perf_counter() - start:.1f} s | |", flush=True)
         rates = {}
         layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",")]
         for actors, threads in layouts:
@@ -103,16 +200,24 @@ def main() -> int:
             out = str(root / f"ray-{actors}x{threads}.parquet")
             label = f"ray, {actors} actor(s) x {threads} thread(s)"
             rates[label] = timed(
-                label, n, lambda o=options, d=out: batch_ray.classify_store(str(folder), d, settings, o)
+                label, n, lambda o=options, d=out: batch_ray.classify_store(str(folder), d, settings, o), cpu
             )
         ray.shutdown()
         local.append(
-            timed("local engine, again", n, lambda: batch.classify_folder(folder, root / "b.jsonl", settings))
+            timed(
+                "local engine, again",
+                n,
+                lambda: batch.classify_folder(folder, root / "b.jsonl", settings),
+                cpu,
+            )
         )
         mean_local = statistics.mean(local)
         print(f"\nlocal engine, mean of both runs: {mean_local:.2f} photos/s")
         for label, rate in rates.items():
             print(f"{label}: {rate / mean_local:.2f}x the local engine")
+        print("\nCPU used, by process role (ms per photo):")
+        for label, line in cpu.items():
+            print(f"- {label}: {line}")
         if args.profile:
             profile(folder, settings, min(args.profile, n))
     return 0

@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no photo folder at {args.data}")
 
     extra = {} if args.intra_op is None else {"intra_op_threads": args.intra_op}
-    pool = max(1, args.concurrency)
-    embedder = FaceNetEmbedder(pool_size=pool, **extra)
+    embedder = FaceNetEmbedder(**extra)
     crops = face_crops(embedder, args.data, args.photos)
     keys = sorted(crops)
     print(f"{len(keys)} faces from {args.data}")

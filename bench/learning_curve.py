@@ -15,7 +15,7 @@ wrong. "closed set" is the same model without the unknown rule, for reference.
 ``--thresholds`` measures, on the training split only (the 40 held-out photos are
 never looked at), how far a person's photos lie from the nearest of k reference
 photos of them: the 99th percentile is the default unknown threshold for k photos
-per person (``training/unknown.py``).
+per person (``training/unknown_threshold.py``).
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from app.dataset import Photo, scan
 from app.recognizer import Recognizer
 from app.unknown import nearest_distance
-from training.artifact import FitOptions, fit_artifact
+from training.artifact import fit_artifact
 from training.cache import default_cache_dir
-from training.dataset import Photo, scan
 from training.evaluate import answer_from_faces
+from training.fitting import FitOptions
 from training.split import plan_evaluation
 from training.train import Stages, TrainConfig, usable_photos
 

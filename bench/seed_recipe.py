@@ -28,7 +28,7 @@ from app.artifacts import (
     load_manifest,
     resolve_version_dir,
 )
-from app.backends.svm import SklearnClassifier
+from app.backends.sklearn_model import SklearnClassifier
 from app.pipeline.detect.haar import CASCADE_DIR
 from app.pipeline.features.wavelet import WaveletFeatures
 from app.recognizer import Recognizer

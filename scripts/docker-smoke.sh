@@ -112,8 +112,9 @@ done
 log "pip settings passed to the build: ${passed[*]:-none (the default index; TLS trust comes with the base image)}"
 
 # ---- per backend ------------------------------------------------------------------------------
+TRAINER_PORT=${SMOKE_TRAINER_PORT:-18100}
 compose() {
-    CLASSIFIER_BACKEND=$backend HOST_PORT=$PORT HOST_ARTIFACTS_DIR=$artifacts \
+    CLASSIFIER_BACKEND=$backend HOST_PORT=$PORT TRAINER_PORT=$TRAINER_PORT HOST_ARTIFACTS_DIR=$artifacts \
         docker-compose -p "$PROJECT" "$@"
 }
 scratch=""
@@ -218,6 +219,43 @@ crash() { # SIGKILL the container's main process from the host: what the OOM kil
     kill -9 "$(docker inspect -f '{{.State.Pid}}' "$(compose ps -q api)")"
 }
 
+wait_healthy() { # the api container healthy (it starts once the trainer is), within HEALTHY_TIMEOUT
+    local t=$SECONDS state
+    while :; do
+        state=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(compose ps -q api)")
+        [[ $state == healthy ]] && return
+        ((SECONDS - t < HEALTHY_TIMEOUT)) || die "api not healthy after ${HEALTHY_TIMEOUT} s (still $state)"
+        sleep 1
+    done
+}
+
+check_enrolment() { # the trainer enrols a person; the api serves the new version; both survive down && up
+    local key=smoke-key person=smoke_person t version served
+    curl -sf -o /dev/null "http://127.0.0.1:$TRAINER_PORT/readyz" || die "the trainer is not ready"
+    status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TRAINER_PORT/v1/people")
+    [[ $status == 403 ]] || die "enrolment without API_KEY answered $status, not 403"
+    log "ok: trainer ready; enrolment refused (403) while API_KEY is unset"
+    compose down >/dev/null 2>&1
+    API_KEY=$key compose up -d --no-build >/dev/null 2>&1
+    wait_healthy
+    curl -sf -H "X-API-Key: $key" -F "id=$person" -F "name=Smoke Person" "http://127.0.0.1:$TRAINER_PORT/v1/people" >/dev/null ||
+        die "POST /v1/people failed"
+    t=$SECONDS
+    body=$(curl -s -H "X-API-Key: $key" -F "files=@$PHOTO" -F "files=@$(ls "$DATA"/sean_astin/*.jpg | head -1)" \
+        "http://127.0.0.1:$TRAINER_PORT/v1/people/$person/photos")
+    version=$(printf '%s' "$body" | python3 -c 'import json, sys; b = json.load(sys.stdin)["build"]; assert b["status"] == "done", b; print(b["version"])') ||
+        die "enrolment did not publish a version: $body"
+    log "ok: enrolled $person with 2 photos: version $version in $((SECONDS - t)) s"
+    compose down >/dev/null 2>&1 # keeps the named volumes
+    API_KEY=$key compose up -d --no-build >/dev/null 2>&1
+    wait_healthy
+    curl -sf -H "X-API-Key: $key" "http://127.0.0.1:$TRAINER_PORT/v1/people" | grep -q "\"id\":\"$person\"" ||
+        die "$person is gone after down && up"
+    served=$(curl -s -H "X-API-Key: $key" "http://127.0.0.1:$PORT/v1/models" | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+    [[ $served == "$version" ]] || die "after down && up the api serves $served, not $version"
+    log "ok: after docker-compose down && up: $person still enrolled, the api serves $version"
+}
+
 kill_and_up() { # docker kill is a manual stop: the engine does not restart it; compose up does
     local cid restarts
     cid=$(compose ps -q api)
@@ -236,6 +274,11 @@ for backend in "${BACKENDS[@]}"; do
     docker build --build-arg "BACKEND=$backend" "${build_args[@]}" -t "$IMAGE:$backend" . >"/tmp/docker-build-$backend.log" 2>&1 || {
         tail -40 "/tmp/docker-build-$backend.log"
         die "docker build failed (full log: /tmp/docker-build-$backend.log)"
+    }
+    docker build --build-arg "BACKEND=$backend" --build-arg TRAINER=1 "${build_args[@]}" -t "$IMAGE:$backend-trainer" . \
+        >"/tmp/docker-build-$backend-trainer.log" 2>&1 || {
+        tail -40 "/tmp/docker-build-$backend-trainer.log"
+        die "docker build of the trainer image failed (full log: /tmp/docker-build-$backend-trainer.log)"
     }
     build_s=$((SECONDS - t))
     size=$(docker image inspect -f '{{.Size}}' "$IMAGE:$backend")
@@ -344,6 +387,9 @@ image.resize((image.width * 4, image.height * 4)).save(sys.stdout.buffer, "PNG",
     [[ $(docker inspect -f '{{.RestartCount}}' "$(compose ps -q api)") -ge 1 ]] || die "the engine did not restart it"
     gap_under_load "docker kill, then docker-compose up -d" kill_and_up
     kill_s="$((gap_healthy / 1000)).$(printf '%03d' $((gap_healthy % 1000)))"
+    if [[ $backend == svm ]]; then
+        check_enrolment # a cnn build is a KerasTuner search (minutes): the svm run covers the trainer
+    fi
 
     log "tearing down"
     compose down --volumes --remove-orphans >/dev/null 2>&1

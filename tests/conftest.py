@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.artifacts import load_manifest, resolve_version_dir
+from app.backends import BACKENDS as REGISTERED_BACKENDS
 from app.config import PROJECT_ROOT, Settings
 from app.main import create_app
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import create_detector
 from tests.images import encode, side_by_side
+from tests.server import NO_WAIT_ESTIMATE
 
 DATA_DIR = Path(os.environ.get("HOBBIT_DATA", PROJECT_ROOT.parent / "shared" / "data" / "hobbits"))
 ARTIFACTS = PROJECT_ROOT / "artifacts"
@@ -89,18 +92,60 @@ def wait_ready(client: TestClient, timeout: float = 120.0) -> None:
 
 
 def make_client(wait: bool = True, **overrides) -> Iterator[TestClient]:
-    """A TestClient (httpx underneath) on a real app with real settings; lifespan runs."""
-    settings = Settings(_env_file=None, **{"artifacts_dir": ARTIFACTS, **overrides})
+    """A TestClient (httpx underneath) on a real app with real settings; lifespan runs.
+
+    As for ``tests.server.running_server``, the speed-dependent wait estimate is off unless set.
+    """
+    defaults = {"artifacts_dir": ARTIFACTS, "max_queue_wait_s": float(NO_WAIT_ESTIMATE["MAX_QUEUE_WAIT_S"])}
+    settings = Settings(_env_file=None, **{**defaults, **overrides})
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         if wait:
             wait_ready(client)
         yield client
 
 
-BACKENDS = ["svm", "cnn"]
+BACKENDS = list(REGISTERED_BACKENDS.names)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
     """The service on each committed default model."""
     yield from make_client(classifier_backend=request.param)
+
+
+# ---- the browser, for tests/test_web.py and tests/test_enrolment_web.py -----------------------
+# One Playwright per session: a second sync_playwright() in the same thread cannot start.
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # we run as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{reason}: CI must run the browser tests (run scripts/ci-install-test-packages.sh)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (the dev extra)")
+    if not (CHROMIUM.exists() or shutil.which("chromium")):
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
+        yield browser
+        browser.close()

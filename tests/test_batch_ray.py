@@ -233,7 +233,7 @@ def test_a_rerun_classifies_only_what_is_missing(
     done = batch_ray.classify_store(str(src), str(dst), settings(), options)
     assert (done.classified, done.already_done) == (len(first), 0)
 
-    crashed = dst / ".part-0123.csv.0123.tmp"  # what a writer killed mid-file leaves
+    crashed = dst / ".part-0123.csv.0123.tmp"  # what an actor killed mid-write leaves
     crashed.write_text("path,status\nhalf a ro")
     for path in later:
         copy(path)

@@ -68,7 +68,7 @@ def test_artifact_holds_a_keras_model_and_its_curves(version_dir: Path) -> None:
     assert not [n for n in manifest.files if n.endswith((".pkl", ".pickle", ".joblib"))]
     candidates = manifest.classifier["candidates"]
     assert len(candidates) == 2 and manifest.classifier["winner"] in candidates
-    assert all(0 <= c["best_cv_accuracy"] <= 1 for c in candidates.values())
+    assert all(0 <= c["validation_accuracy"] <= 1 for c in candidates.values())
     assert "training_curves.png" in (version_dir / "report.md").read_text()
 
 

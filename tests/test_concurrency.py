@@ -1,4 +1,4 @@
-"""Shared OpenCV objects under concurrent calls: the pool hands each thread its own.
+"""Shared pipeline objects under concurrent calls: OpenCV cascades per thread, ONNX sessions shared.
 
 One ``CascadeClassifier`` called from two threads at once can crash the process,
 so the hammering runs in a child process: a crash fails this test, not the suite.
@@ -10,10 +10,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 from app.config import PROJECT_ROOT
-from app.pipeline.pool import ResourcePool
+from app.pipeline.detect.haar import HaarDetector
 
 HAMMER = textwrap.dedent(
     """
@@ -26,8 +25,8 @@ HAMMER = textwrap.dedent(
     from app.pipeline.features import create_extractor
 
     rgb = decode_image(open(sys.argv[2], "rb").read())
-    detector = create_detector(sys.argv[1], pool_size=4)
-    embedder = create_extractor("facenet", pool_size=4)
+    detector = create_detector(sys.argv[1])
+    embedder = create_extractor("facenet")
 
     def run(_):
         faces = detector.detect(rgb)
@@ -57,27 +56,20 @@ def test_detectors_and_embedder_survive_many_threads(one_face) -> None:
         assert run.stdout.strip() == "ok 1"
 
 
-def test_pool_never_lends_one_instance_twice() -> None:
-    in_use: set[int] = set()
-    clashes = []
-    lock = threading.Lock()
-    pool = ResourcePool(object, size=3)
+def test_each_thread_has_its_own_haar_cascades() -> None:
+    detector = HaarDetector()
+    seen: dict[str, list[int]] = {}
+    barrier = threading.Barrier(4)
 
-    def borrow() -> None:
-        for _ in range(50):
-            with pool.borrow() as item:
-                with lock:
-                    if id(item) in in_use:
-                        clashes.append(item)
-                    in_use.add(id(item))
-                time.sleep(0.0005)
-                with lock:
-                    in_use.discard(id(item))
+    def run(name: str) -> None:
+        barrier.wait()  # all four threads alive at once, so no thread's cascades are reused
+        seen[name] = [id(detector._cascades()) for _ in range(3)]
 
-    threads = [threading.Thread(target=borrow) for _ in range(8)]
+    threads = [threading.Thread(target=run, args=(f"t{i}",)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert clashes == []
-    assert pool.created == 3
+    firsts = [ids[0] for ids in seen.values()]
+    assert all(len(set(ids)) == 1 for ids in seen.values()), "a thread keeps its own set"
+    assert len(set(firsts)) == 4, "no two threads share a set"

@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from app.artifacts import load_manifest
+from app.dataset import scan
 from app.pipeline.decode import decode_image
 from app.recognizer import Recognizer
 from training.cli import main
-from training.dataset import scan
 from training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
+from app.artifact_files import OPEN_SET_PNG, class_picture
 from app.artifacts import ClassInfo, Manifest, StageSpec, UnknownSpec, write_manifest
 from app.pipeline.detect import FaceDetector
 from app.pipeline.features import FeatureExtractor
 from app.recognizer import Recognizer
 from app.unknown import UnknownRule
+from training.cache import installed_versions
 from training.errors import TrainingInputError
-from training.unknown import OPEN_SET_PNG, ThresholdChoice, choose_threshold, plot_open_set
+from training.fitting import TRAINERS, FitOptions, TrainedModel
+from training.unknown_threshold import ThresholdChoice, choose_threshold, plot_open_set
 
 LIBRARIES = (
     "numpy",
@@ -38,25 +40,6 @@ LIBRARIES = (
 CNN_MIN_PHOTOS = 2
 
 
-@dataclass(frozen=True)
-class FitOptions:
-    backend: str = "svm"
-    seed: int = 42
-    #: Small search spaces, for tests and smoke runs.
-    quick: bool = False
-    #: cnn search budget: trials, and the most epochs per trial (None: the backend's default).
-    max_trials: int | None = None
-    epochs: int | None = None
-
-
-class TrainedModel(Protocol):
-    summary: dict[str, Any]
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
-
-    def save(self, version_dir: Path) -> None: ...
-
-
 @dataclass
 class TrainedArtifact:
     """A fitted model, its unknown rule and its manifest (``files`` filled in by ``save``)."""
@@ -68,15 +51,19 @@ class TrainedArtifact:
 
     def recognizer(self, detector: FaceDetector, extractor: FeatureExtractor) -> Recognizer:
         """Serve this artifact from memory (cross-validated evaluation refits one per held-out photo)."""
-        return Recognizer(self.manifest, detector, extractor, self.model, self.unknown)  # type: ignore[arg-type]
+        return Recognizer(self.manifest, detector, extractor, self.model, self.unknown)
 
-    def save(self, version_dir: Path, pictures: dict[str, Path] | None = None) -> None:
-        """Write a new version folder; ``pictures`` maps class ids to picture files to carry along."""
+    def save(self, version_dir: Path, pictures: dict[str, Path] | None = None, plots: bool = True) -> None:
+        """Write a new version folder; ``pictures`` maps class ids to picture files to carry along.
+
+        ``plots=False`` leaves out the open-set plot, which serving never reads: an enrolment
+        build, made for every change, saves the second or so matplotlib takes.
+        """
         version_dir.mkdir(parents=True, exist_ok=False)
         self.model.save(version_dir)
         if self.unknown is not None:
             self.unknown.save(version_dir)
-        if self.threshold.calibration is not None:
+        if plots and self.threshold.calibration is not None:
             plot_open_set(self.threshold.calibration, version_dir / OPEN_SET_PNG)
         self.manifest.classes = [
             info.model_copy(
@@ -138,7 +125,7 @@ def fit_artifact(
         unknown=UnknownSpec(method="nearest_distance", threshold=threshold.threshold)
         if unknown is not None
         else UnknownSpec(),
-        library_versions=_library_versions(),
+        library_versions=installed_versions(LIBRARIES),
         dataset=dataset or {},
         metrics={"unknown_threshold": threshold.summary},
     )
@@ -148,23 +135,7 @@ def fit_artifact(
 def _fit_backend(
     options: FitOptions, features: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...]
 ) -> TrainedModel:
-    if options.backend == "svm":
-        from training import svm
-
-        return svm.fit(features, labels, seed=options.seed, quick=options.quick)
-    if options.backend == "cnn":
-        from training import cnn
-
-        return cnn.fit(
-            features,
-            labels,
-            feature_shape,
-            seed=options.seed,
-            quick=options.quick,
-            max_trials=options.max_trials,
-            epochs=options.epochs,
-        )
-    raise ValueError(f"unknown backend {options.backend!r}")
+    return TRAINERS.load(options.backend)(features, labels, feature_shape, options)
 
 
 def _copy_picture(source: Path | None, class_id: str, version_dir: Path) -> str | None:
@@ -174,16 +145,6 @@ def _copy_picture(source: Path | None, class_id: str, version_dir: Path) -> str 
         return None
     scale = min(1.0, 256 / max(image.shape[:2]))
     image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    name = f"class-{class_id}.jpg"
+    name = class_picture(class_id)
     cv2.imwrite(str(version_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return name
-
-
-def _library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions

@@ -4,8 +4,10 @@ Detecting and embedding is nearly all of a training run's time, so a retrain aft
 adding or removing a few photos should only do it for the new ones. An entry is
 keyed by the photo's bytes (sha256) inside a folder keyed by everything that could
 change the answer: detector and extractor names and parameters, the versions of the
-libraries and weight packages that run them, and the source code of the pipeline
-stages. Change any of those and the old entries are simply never looked at again.
+libraries and weight packages that run them, the source code of the pipeline stages
+and the bytes of the committed networks (a requantized ``facenet.onnx`` changes every
+embedding while the code stays the same). Change any of those and the old entries are
+simply never looked at again.
 
 Layout: ``<root>/<settings digest>/settings.json`` (what the digest covers, for
 people) and ``<root>/<settings digest>/<sha[:2]>/<sha>.npz``. Entries are written
@@ -32,6 +34,7 @@ import numpy as np
 import app.pipeline
 from app.pipeline.detect import Box, Detection, FaceDetector
 from app.pipeline.features import FeatureExtractor
+from app.pipeline.weights import MODELS
 
 log = logging.getLogger("training")
 
@@ -86,14 +89,20 @@ class PhotoFaces:
         return cls(tuple(faces), np.asarray(arrays["features"]))
 
 
-def pipeline_settings(detector: FaceDetector, extractor: FeatureExtractor) -> dict[str, Any]:
-    """Everything an entry depends on besides the photo: stage specs, library versions, pipeline code."""
+def installed_versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each of ``distributions`` that is installed (the others are left out)."""
     versions = {}
-    for name in PIPELINE_DISTRIBUTIONS:
+    for name in distributions:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    return versions
+
+
+def pipeline_settings(detector: FaceDetector, extractor: FeatureExtractor) -> dict[str, Any]:
+    """Everything an entry depends on besides the photo: stage specs, library versions, pipeline code."""
+    versions = installed_versions(PIPELINE_DISTRIBUTIONS)
     code = hashlib.sha256()
     package = Path(app.pipeline.__file__).parent
     for source in sorted(package.rglob("*.py")):
@@ -104,7 +113,13 @@ def pipeline_settings(detector: FaceDetector, extractor: FeatureExtractor) -> di
         "features": {"name": extractor.name, **extractor.params},
         "libraries": versions,
         "pipeline_code": code.hexdigest(),
+        "models": {model.name: _sha256(model) for model in sorted(MODELS.glob("*.onnx"))},
     }
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 class EmbeddingCache:
@@ -138,11 +153,25 @@ class EmbeddingCache:
             log.warning("cache entry %s is unreadable (%s); computing it again", path, exc)
             return None
 
+    @staticmethod
+    def entries(root: Path) -> dict[str, list[Path]]:
+        """Every entry under ``root``, whatever settings made it: photo sha256 -> its files."""
+        found: dict[str, list[Path]] = {}
+        for path in root.glob("*/??/*.npz"):
+            found.setdefault(path.stem, []).append(path)
+        return found
+
+    @staticmethod
+    def discard(root: Path, sha256: str) -> None:
+        """Delete what any settings under ``root`` cached for one photo (erasing a person)."""
+        for path in root.glob(f"*/{sha256[:2]}/{sha256}.npz"):
+            path.unlink(missing_ok=True)
+
     def put(self, sha256: str, entry: PhotoFaces) -> None:
         path = self._path(sha256)
         path.parent.mkdir(exist_ok=True)
         buffer = io.BytesIO()
-        np.savez(buffer, **entry.to_arrays())
+        np.savez(buffer, allow_pickle=False, **entry.to_arrays())
         _write_atomically(path, buffer.getvalue())
 
 

@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from app.dataset import DatasetError
+from app.pipeline.detect import DETECTORS
+from app.pipeline.features import FEATURES
 from training.cache import default_cache_dir
-from training.errors import TrainingInputError
+from training.fitting import TRAINERS
 from training.train import TrainConfig, train
 
 
@@ -51,14 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data", type=Path, required=True, help="folder with one sub-folder of photos per person"
     )
-    run.add_argument("--backend", choices=["svm", "cnn"], default="svm")
+    run.add_argument("--backend", choices=TRAINERS.names, default="svm")
     run.add_argument(
         "--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default: artifacts)"
     )
-    run.add_argument("--detector", choices=["haar", "blazeface"], default="blazeface")
-    run.add_argument(
-        "--features", choices=["wavelet", "facenet", "pixels"], default="facenet", help="default: facenet"
-    )
+    run.add_argument("--detector", choices=DETECTORS.names, default="blazeface")
+    run.add_argument("--features", choices=FEATURES.names, default="facenet", help="default: facenet")
     run.add_argument(
         "--test-size",
         type=_test_size,
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         version_dir = train(config)
-    except TrainingInputError as exc:
+    except DatasetError as exc:  # TrainingInputError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an artifacts or cache folder that cannot be written

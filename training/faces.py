@@ -12,18 +12,20 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
-from app.pipeline.decode import decode_photo
+from app.dataset import Photo, Skipped
+from app.pipeline.decode import DEFAULT_MAX_PIXELS, decode_photo
 from app.pipeline.detect import FaceDetector
 from app.pipeline.errors import ImageError
 from app.pipeline.features import FeatureExtractor
 from app.unknown import l2_normalise
 from training.cache import EmbeddingCache, PhotoFaces
-from training.dataset import Photo, Skipped
 
 
-def detect_and_extract(data: bytes, detector: FaceDetector, extractor: FeatureExtractor) -> PhotoFaces:
+def detect_and_extract(
+    data: bytes, detector: FaceDetector, extractor: FeatureExtractor, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> PhotoFaces:
     """Every face in one photo's bytes and its feature row, decoded as the service decodes uploads."""
-    rgb = decode_photo(data, min_side=detector.max_side).rgb
+    rgb = decode_photo(data, max_pixels, min_side=detector.max_side).rgb
     faces = tuple(detector.detect(rgb))
     return PhotoFaces(faces, extractor.extract([extractor.crop(rgb, face) for face in faces]))
 

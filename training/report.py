@@ -11,12 +11,9 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt
 import numpy as np
 
+from app.artifact_files import CONFUSION_PNG, CURVES_PNG, OPEN_SET_PNG
 from app.artifacts import Manifest
-from training.unknown import OPEN_SET_PNG
-
-CONFUSION_PNG = "confusion_matrix.png"
-CURVES_PNG = "training_curves.png"  # written by training/cnn.py
-
+from app.backends import describe_model
 
 #: How each evaluation method is named in the report and plots.
 METHOD_TITLES = {
@@ -54,6 +51,7 @@ def write_report(manifest: Manifest, path: Path) -> None:
         "",
         f"- Detector: `{manifest.detector.name}` {manifest.detector.params}",
         f"- Features: `{manifest.features.name}` {manifest.features.params}",
+        f"- Model: {describe_model(manifest)}",
         f"- Classifier: {classifier.get('winner')} {classifier.get('params')}: "
         f"{classifier.get('choice', '')}",
         f"- Photos with a usable face: {data['photos']} ({data['train_photos']} train, "
@@ -67,10 +65,17 @@ def write_report(manifest: Manifest, path: Path) -> None:
         "",
     ]
     if classifier.get("candidates"):
-        lines += ["| candidate | accuracy | best parameters |", "|---|---|---|"]
+        # Cross-validated for svm, on a validation split for cnn: the column says which.
+        key = (
+            "cv_accuracy"
+            if "cv_accuracy" in next(iter(classifier["candidates"].values()))
+            else "validation_accuracy"
+        )
+        heading = key.replace("_", " ").replace("cv", "cross-validated")
+        lines += [f"| candidate | {heading} | best parameters |", "|---|---|---|"]
         for name, row in classifier["candidates"].items():
-            lines.append(f"| {name} | {row['best_cv_accuracy']:.1%} | `{row['best_params']}` |")
-    lines += _unknown_lines(manifest.metrics["unknown_threshold"])
+            lines.append(f"| {name} | {row[key]:.1%} | `{row['best_params']}` |")
+    lines += _unknown_lines(manifest.metrics["unknown_threshold"], (path.parent / OPEN_SET_PNG).is_file())
     if (path.parent / CURVES_PNG).is_file():
         lines += ["", "## Training curves", "", f"![training curves]({CURVES_PNG})"]
     if data["skipped"]:
@@ -111,7 +116,7 @@ def _evaluation_lines(manifest: Manifest) -> list[str]:
     return lines
 
 
-def _unknown_lines(threshold: dict[str, Any]) -> list[str]:
+def _unknown_lines(threshold: dict[str, Any], plotted: bool) -> list[str]:
     lines = ["", "## Unknown faces", ""]
     if threshold["source"] == "none":
         return [*lines, f"No unknown rule: {threshold['rule']}."]
@@ -123,9 +128,9 @@ def _unknown_lines(threshold: dict[str, Any]) -> list[str]:
         lines += [
             f"On that calibration, {threshold['calibration_known_accepted']:.1%} of known faces are "
             f"accepted and {threshold['calibration_strangers_rejected']:.1%} of strangers rejected.",
-            "",
-            f"![known faces accepted against strangers rejected]({OPEN_SET_PNG})",
         ]
+        if plotted:
+            lines += ["", f"![known faces accepted against strangers rejected]({OPEN_SET_PNG})"]
     else:
         lines.append(f"Provenance: {threshold['provenance']}")
     return lines

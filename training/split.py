@@ -15,7 +15,7 @@ from typing import Literal
 
 from sklearn.model_selection import train_test_split
 
-from training.dataset import Photo
+from app.dataset import Photo
 from training.errors import TrainingInputError
 
 #: Photos of every person a held-out split needs (at the default 0.2: 1 to test, 4 to train).

@@ -14,17 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
+from app.artifact_files import CONFUSION_PNG, REPORT
 from app.artifacts import ArtifactError, ClassInfo, check_version_name, point_latest, write_manifest
+from app.dataset import Dataset, Photo, Skipped, picture_path, scan
+from app.evaluation import end_to_end_metrics
 from app.pipeline.detect import FaceDetector, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
 from app.recognizer import Recognizer
-from training.artifact import FitOptions, check_trainable, fit_artifact
+from training.artifact import check_trainable, fit_artifact
 from training.cache import EmbeddingCache, PhotoFaces
-from training.dataset import Dataset, Photo, Skipped, picture_path, scan
 from training.errors import TrainingInputError
-from training.evaluate import answer_from_faces, end_to_end_metrics, leave_one_photo_out
+from training.evaluate import answer_from_faces, leave_one_photo_out
 from training.faces import embed_photos, main_face_features, summarise_drops
-from training.report import CONFUSION_PNG, plot_confusion, write_report
+from training.fitting import FitOptions
+from training.report import plot_confusion, write_report
 from training.split import EvaluationPlan, plan_evaluation
 
 log = logging.getLogger("training")
@@ -146,7 +149,7 @@ def train(config: TrainConfig) -> Path:
     if metrics is not None:
         manifest.metrics["test" if plan.method == "held_out" else plan.method] = metrics
         plot_confusion(metrics, plan.method, version_dir / CONFUSION_PNG)
-    write_report(manifest, version_dir / "report.md")
+    write_report(manifest, version_dir / REPORT)
     write_manifest(version_dir, manifest)
     point_latest(backend_dir, version_dir.name)
     log.info("wrote %s", version_dir)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from app.api.deps import MetricsDep, ModelHostDep
 from app.api.problems import ProblemError, problem_responses
 from app.api.schemas import ModelRef
 
@@ -27,9 +28,8 @@ class ReloadRequest(BaseModel):
     summary="Load a model version and swap it in without a restart",
     responses=problem_responses(400, 401, 409),
 )
-async def reload_model(request: Request, body: ReloadRequest | None = None) -> ModelRef:
+async def reload_model(host: ModelHostDep, body: ReloadRequest | None = None) -> ModelRef:
     """Requests in flight finish on the old model; if the new one fails to load, the old one keeps serving."""
-    host = request.app.state.model_host
     version = body.version if body else None
     try:
         model = await asyncio.get_running_loop().run_in_executor(None, host.load, version)
@@ -39,5 +39,5 @@ async def reload_model(request: Request, body: ReloadRequest | None = None) -> M
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(metrics: MetricsDep) -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,6 +6,11 @@ client has waited all that time. Here a worker holds at most ``INFERENCE_THREADS
 photos in flight plus ``MAX_QUEUE`` waiting; the next one is answered 503 with
 ``Retry-After`` at once, so a load balancer or the client can go elsewhere.
 
+A fixed queue length is the wrong bound when photos differ: sixteen one-face photos are
+answered in half a second, sixteen group photos in several. So a photo is also shed at
+once when the photos ahead of it would keep it waiting for a thread longer than
+``MAX_QUEUE_WAIT_S``, judged by how long recent photos held a thread (a moving average).
+
 A classify request takes its place when it arrives, before its body is read: reading
 and parsing a photo costs the event loop more than the refusal, and under a burst those
 costs queue behind each other. A waiting photo gives its place up as soon as its client
@@ -17,7 +22,9 @@ busy until it has.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 from types import SimpleNamespace
@@ -63,9 +70,13 @@ class StopToken:
 class Admission:
     """The gate in front of one worker's inference threads. Used from the event loop only."""
 
-    def __init__(self, threads: int, max_queue: int, metrics: Metrics) -> None:
+    def __init__(self, threads: int, max_queue: int, metrics: Metrics, max_wait_s: float = 0.5) -> None:
+        self.threads = threads
         self.capacity = threads + max_queue
+        self.max_wait_s = max_wait_s
         self.metrics = metrics
+        #: Moving average of the seconds a photo holds a thread; 0 until the first is done.
+        self.service_s = 0.0
         # Created outside a running loop: asyncio primitives bind to the loop on first use.
         self._threads = asyncio.Semaphore(threads)
         self._stopping = asyncio.Event()
@@ -75,15 +86,24 @@ class Admission:
 
     def take_place(self) -> None:
         """Admit one more photo, or raise a 503 problem with ``Retry-After`` at once."""
-        if self.draining or self._places >= self.capacity:
-            reason = "draining" if self.draining else "full"
-            self.metrics.shed.labels(reason).inc()
-            if self.draining:
-                raise ProblemError(503, "the service is shutting down; retry shortly", RETRY_AFTER)
-            detail = f"the service is busy ({self._places} photos in flight or waiting); retry shortly"
+        if self.draining:
+            self.metrics.shed.labels("draining").inc()
+            raise ProblemError(503, "the service is shutting down; retry shortly", RETRY_AFTER)
+        wait = self.expected_wait()
+        if self._places >= self.capacity or wait > self.max_wait_s:
+            self.metrics.shed.labels("full" if self._places >= self.capacity else "slow").inc()
+            detail = (
+                f"the service is busy ({self._places} photos in flight or waiting, about {wait:.1f} s "
+                "of work ahead); retry shortly"
+            )
             raise ProblemError(503, detail, RETRY_AFTER)
         self._places += 1
         self._update_gauges()
+
+    def expected_wait(self) -> float:
+        """Seconds a photo arriving now would wait for a thread: the photos ahead, by the average."""
+        ahead = self._places - self.threads + 1  # this photo's place in the queue, if it joined
+        return 0.0 if ahead <= 0 else math.ceil(ahead / self.threads) * self.service_s
 
     def give_place_back(self) -> None:
         self._places -= 1
@@ -103,10 +123,13 @@ class Admission:
         try:
             await self._acquire_thread(gone, deadline)
             token = StopToken()
+            started = time.perf_counter()
             future = executor.submit(work, token)
             self._running += 1
             self._update_gauges()
-            future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._thread_done))
+            future.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(self._thread_done, time.perf_counter() - started)
+            )
             return await self._answer(asyncio.wrap_future(future), gone, deadline, token)
         finally:
             gone.cancel()
@@ -152,6 +175,7 @@ class Admission:
             stopping.cancel()
 
     def _give_up(self, gone: asyncio.Future[None], stage: str, timeout_detail: str) -> Exception:
+        error: Exception
         if gone.done():
             reason, error = "client_gone", ClientGone()
         elif self._stopping.is_set():
@@ -162,7 +186,9 @@ class Admission:
         self.metrics.dropped.labels(reason, stage).inc()
         return error
 
-    def _thread_done(self) -> None:
+    def _thread_done(self, seconds: float) -> None:
+        # Weight 0.2: follows a change of photos within a few answers, shrugs off one odd photo.
+        self.service_s = seconds if self.service_s == 0 else 0.8 * self.service_s + 0.2 * seconds
         self._running -= 1
         self._threads.release()
         self._update_gauges()
@@ -210,11 +236,9 @@ def _consume(future: asyncio.Future) -> None:
         future.exception()
 
 
-def install_admission(
-    app: FastAPI, threads: int, max_queue: int, metrics: Metrics, paths: Collection[str]
-) -> None:
+def install_admission(app: FastAPI, admission: Admission, paths: Collection[str]) -> None:
     """Gate the POST routes in ``paths`` (those that classify a photo); answer ``ClientGone`` with a 499."""
-    app.state.admission = Admission(threads, max_queue, metrics)
+    app.state.admission = admission
     app.add_middleware(AdmissionGate, admission=app.state.admission, paths=paths)
 
     @app.exception_handler(ClientGone)

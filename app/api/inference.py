@@ -8,52 +8,55 @@ for the same photo.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
 from fastapi import Request
 
-from app.api.admission import StopToken
+from app.api.admission import Admission, StopToken
 from app.api.problems import ProblemError, over_limit_detail
-from app.model_host import ModelHost
+from app.config import Settings
+from app.metrics import Metrics
 from app.recognizer import Recognition, Recognizer
 
 
-def ready_model(request: Request) -> Recognizer:
-    """The served model, or a 503 problem while it is still loading (or failed to load)."""
-    host: ModelHost = request.app.state.model_host
-    model = host.current
-    if model is None:
-        raise ProblemError(503, f"the model is not ready: {host.error}", {"Retry-After": "5"})
-    return model
+@dataclass(frozen=True)
+class Inference:
+    """The parts a photo passes through on its way to an answer (see ``app.api.deps.inference``)."""
 
+    settings: Settings
+    metrics: Metrics
+    admission: Admission
+    executor: Executor
 
-async def recognize_bytes(
-    request: Request, model: Recognizer, data: bytes, thorough: bool = False
-) -> Recognition:
-    """Decode ``data`` and find and classify every face, on one of the app's inference threads.
+    async def recognize(
+        self, request: Request, model: Recognizer, data: bytes, thorough: bool = False
+    ) -> Recognition:
+        """Decode ``data`` and find and classify every face, on one of the app's inference threads.
 
-    ``thorough`` asks the detector for its slower search for small faces.
+        ``request`` is watched for the client leaving; ``thorough`` asks the detector for its
+        slower search for small faces.
 
-    Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems). A full
-    worker, running past ``request_timeout_s`` and shutting down are 503 problems with
-    ``Retry-After``, as the client may simply retry. Stage timings and the number of faces
-    go to the app's metrics.
-    """
-    settings = request.app.state.settings
-    if len(data) > settings.max_upload_bytes:  # the body limit leaves room for the multipart envelope
-        raise ProblemError(413, over_limit_detail(settings.max_upload_bytes))
-    metrics = request.app.state.metrics
+        Decode errors propagate as ``ImageError`` (mapped to 400/413/415 problems). A full
+        worker, running past ``request_timeout_s`` and shutting down are 503 problems with
+        ``Retry-After``, as the client may simply retry. Stage timings and the number of faces
+        go to the metrics.
+        """
+        settings, metrics = self.settings, self.metrics
+        if len(data) > settings.max_upload_bytes:  # the body limit leaves room for the multipart envelope
+            raise ProblemError(413, over_limit_detail(settings.max_upload_bytes))
 
-    def work(token: StopToken) -> Recognition:
-        token.check()  # the client may have left while this waited in the executor's hand-off
+        def work(token: StopToken) -> Recognition:
+            token.check()  # the client may have left while this waited in the executor's hand-off
 
-        def observe(stage: str, seconds: float) -> None:
-            metrics.observe_stage(stage, seconds)
-            token.check()  # between stages: stop work whose answer nobody waits for any more
+            def observe(stage: str, seconds: float) -> None:
+                metrics.observe_stage(stage, seconds)
+                token.check()  # between stages: stop work whose answer nobody waits for any more
 
-        photo = model.decode(data, settings.max_pixels)
-        token.check()
-        return model.recognize_photo(photo, observe, thorough)
+            photo = model.decode(data, settings.max_pixels)
+            token.check()
+            return model.recognize_photo(photo, observe, thorough)
 
-    admission = request.app.state.admission
-    result = await admission.run(request, request.app.state.executor, work, settings.request_timeout_s)
-    metrics.faces.observe(len(result.faces))
-    return result
+        result = await self.admission.run(request, self.executor, work, settings.request_timeout_s)
+        metrics.faces.observe(len(result.faces))
+        return result

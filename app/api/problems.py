@@ -90,7 +90,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
+        return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 def document_problems(app: FastAPI) -> None:

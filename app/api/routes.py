@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.api.inference import ready_model, recognize_bytes
+from app.api.deps import AdmissionDep, InferenceDep, ModelHostDep, ReadyModelDep
 from app.api.problems import ProblemError, problem_response, problem_responses
 from app.api.schemas import (
     BoxOut,
@@ -19,14 +19,10 @@ from app.api.schemas import (
     ModelInfo,
     ModelRef,
 )
-from app.model_host import ModelHost
+from app.backends import describe_model
 from app.recognizer import Recognition, Recognizer
 
 router = APIRouter()
-
-
-def _host(request: Request) -> ModelHost:
-    return request.app.state.model_host
 
 
 @router.post(
@@ -38,6 +34,8 @@ def _host(request: Request) -> ModelHost:
 )
 async def classify(
     request: Request,
+    model: ReadyModelDep,
+    inference: InferenceDep,
     file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP, BMP, TIFF or GIF image")],
     thorough: Annotated[
         bool,
@@ -50,8 +48,7 @@ async def classify(
     form = await request.form()
     if len(form.getlist("file")) != 1:
         raise ProblemError(422, "send exactly one image in the 'file' field")
-    model = ready_model(request)
-    result = await recognize_bytes(request, model, await file.read(), thorough)
+    result = await inference.recognize(request, model, await file.read(), thorough)
     return to_response(model, result)
 
 
@@ -81,11 +78,11 @@ def to_response(model: Recognizer, result: Recognition) -> ClassifyResponse:
     tags=["models"],
     summary="The model being served: classes, settings and test metrics",
 )
-async def model_info(request: Request) -> ModelInfo:
-    model = ready_model(request)
+async def model_info(model: ReadyModelDep) -> ModelInfo:
     m = model.manifest
     return ModelInfo(
         backend=m.backend,
+        architecture=describe_model(m),
         version=m.version,
         created=m.created,
         classes=[
@@ -111,11 +108,13 @@ async def model_info(request: Request) -> ModelInfo:
     responses=problem_responses(404, 503),
     summary="The picture of one class, from the artifact",
 )
-async def class_picture(class_id: str, request: Request) -> FileResponse:
-    """Outside /v1 and never behind the API key: the web page shows it with a plain <img>."""
-    model = ready_model(request)  # one model, so its manifest and folder belong together
+async def class_picture(class_id: str, model: ReadyModelDep) -> FileResponse:
+    """Outside /v1 and never behind the API key: the web page shows it with a plain <img>.
+
+    One model gives both the manifest entry and the folder, so they belong together.
+    """
     info = next((c for c in model.manifest.classes if c.id == class_id and c.picture), None)
-    path = model.version_dir / info.picture if info and model.version_dir else None
+    path = model.version_dir / info.picture if info and info.picture and model.version_dir else None
     if path is None or not path.is_file():
         raise ProblemError(404, f"class {class_id!r} has no picture")
     return FileResponse(path, media_type="image/jpeg")
@@ -134,9 +133,8 @@ async def livez() -> Health:
     summary="The model is loaded and warmed up",
 )
 @router.get("/healthz", response_model=Health, tags=["health"], include_in_schema=False)
-async def readyz(request: Request) -> Health | JSONResponse:
-    host = _host(request)
-    if request.app.state.admission.draining:
+async def readyz(host: ModelHostDep, admission: AdmissionDep) -> Health | JSONResponse:
+    if admission.draining:
         return problem_response(503, "shutting down")
     if host.current is None:
         return problem_response(503, f"not ready: {host.error}")

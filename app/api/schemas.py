@@ -59,7 +59,11 @@ class ClassOut(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    backend: str
+    backend: str = Field(description="The CLASSIFIER_BACKEND value: 'svm' (scikit-learn) or 'cnn' (Keras)")
+    architecture: str = Field(
+        description="What the trained model really is",
+        examples=["linear SVM on FaceNet embeddings (Inception-ResNet-v1, 512-d)"],
+    )
     version: str
     created: datetime
     classes: list[ClassOut]

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Request, Security
 from fastapi.security import APIKeyHeader
 
+from app.api.deps import SettingsDep
 from app.api.problems import PROBLEM_JSON, ProblemError
 
 PROTECTED_PREFIXES = ("/v1/", "/classify_image")
@@ -21,8 +22,12 @@ _header = APIKeyHeader(
 )
 
 
-async def require_api_key(request: Request, key: Annotated[str | None, Security(_header)]) -> None:
-    expected = request.app.state.settings.api_key
+async def require_api_key(
+    request: Request,
+    settings: SettingsDep,
+    key: Annotated[str | None, Security(_header)],
+) -> None:
+    expected = settings.api_key
     if expected is None or not request.url.path.startswith(PROTECTED_PREFIXES):
         return
     if key is None or not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):

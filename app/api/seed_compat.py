@@ -16,13 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.inference import ready_model, recognize_bytes
+from app.api.deps import InferenceDep, ReadyModelDep, SettingsDep
 from app.api.problems import ProblemError, problem_responses
 
 router = APIRouter()
@@ -103,29 +101,33 @@ def decode_data_url(value: str) -> bytes:
         }
     },
 )
-async def classify_image(request: Request) -> JSONResponse:
+async def classify_image(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    model: ReadyModelDep,
+    inference: InferenceDep,
+) -> list[SeedFace]:
     # The form is read here rather than through a Form() parameter: Starlette caps a
     # multipart text field at 1 MB by default, and a photo as base64 is often larger.
     # The body as a whole is still capped by the BodySizeLimit middleware.
-    settings = request.app.state.settings
     form = await request.form(max_part_size=settings.max_upload_bytes)
     values = form.getlist("image_data")
     if len(values) != 1 or not isinstance(values[0], str):
         raise ProblemError(422, "send exactly one base64 data URL in the 'image_data' form field")
     data = decode_data_url(values[0])
-    model = ready_model(request)
-    result = await recognize_bytes(request, model, data)
+    result = await inference.recognize(request, model, data)
 
     classes = model.classes
     dictionary = {class_id: index for index, class_id in enumerate(classes)}
-    faces: list[dict[str, Any]] = [
-        {
-            "class": face.label,
-            "class_probability": [round(face.probabilities.get(c, 0.0) * 100, 2) for c in classes],
-            "class_dictionary": dictionary,
-        }
-        for face in result.faces
-    ]
     # The seed's page was served from elsewhere and read this answer cross-origin;
     # the seed's server allowed any origin on this endpoint, so this does too.
-    return JSONResponse(faces, headers={"Access-Control-Allow-Origin": "*"})
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return [
+        SeedFace(
+            class_=face.label,
+            class_probability=[round(face.probabilities.get(c, 0.0) * 100, 2) for c in classes],
+            class_dictionary=dictionary,
+        )
+        for face in result.faces
+    ]

@@ -21,14 +21,21 @@ PAGE_CSP = (
 )
 
 
-def install_web(app: FastAPI) -> None:
-    """Serve the page at ``/`` and ``app/static`` at ``/static``."""
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+def install_web(
+    app: FastAPI, directory: Path = STATIC_DIR, page: str = "index.html", paths: tuple[str, ...] = ("/",)
+) -> None:
+    """Serve ``directory/page`` at each of ``paths`` and ``directory`` at ``/static``.
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
+    The trainer's people page (``training.enrolment``) is served the same way, under the same policy.
+    """
+    app.mount("/static", StaticFiles(directory=directory), name="static")
+
+    async def serve_page() -> FileResponse:
         return FileResponse(
-            STATIC_DIR / "index.html",
+            directory / page,
             media_type="text/html; charset=utf-8",
             headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
         )
+
+    for path in paths:
+        app.add_api_route(path, serve_page, methods=["GET"], include_in_schema=False)

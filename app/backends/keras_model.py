@@ -1,6 +1,6 @@
 """The TensorFlow/Keras backend: a ``.keras`` model answered through one compiled call.
 
-This module and ``training/cnn.py`` are the only places TensorFlow is imported, so
+This module and ``training/keras_search.py`` are the only places TensorFlow is imported, so
 the svm service never loads it. ``model.predict`` builds a data pipeline on every
 call (about 170 ms for one face here); a ``tf.function`` with a fixed input
 signature is traced once, at warm-up, and then takes a few milliseconds for all
@@ -21,10 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from app.artifact_files import KERAS_MODEL
 from app.artifacts import ArtifactError, Manifest
 from app.backends import Classifier
-
-MODEL_FILE = "model.keras"
 
 
 def configure_tensorflow() -> None:
@@ -55,7 +54,7 @@ class KerasClassifier(Classifier):
     def load(cls, version_dir: Path, manifest: Manifest) -> KerasClassifier:
         """Load a model whose sha256 ``load_manifest`` has verified; safe_mode refuses embedded code."""
         configure_tensorflow()
-        path = version_dir / MODEL_FILE
+        path = version_dir / KERAS_MODEL
         try:
             model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except (OSError, ValueError) as exc:

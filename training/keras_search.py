@@ -32,8 +32,9 @@ import numpy as np
 from keras import layers
 from sklearn.model_selection import train_test_split
 
-from app.backends.cnn import MODEL_FILE, configure_tensorflow
-from training.report import CURVES_PNG
+from app.artifact_files import CURVES_PNG, KERAS_MODEL
+from app.backends.keras_model import configure_tensorflow
+from training.fitting import FitOptions
 
 VALIDATION_FRACTION = 0.2
 BATCH_SIZE = 32
@@ -42,6 +43,12 @@ WARM_UP_EPOCHS = 10
 #: Search budgets: trials and the most epochs one trial may run (EarlyStopping usually ends it sooner).
 FULL_BUDGET = (20, 100)
 QUICK_BUDGET = (2, 3)
+#: The candidates' ``architecture`` hyperparameter, in words (the backend is called ``cnn`` whatever wins).
+ARCHITECTURES = {
+    "dense": "dense head (one hidden layer)",
+    "seed": "3×Conv2D+MaxPool and a dense layer (the seed's network)",
+    "batchnorm_gap": "3×Conv2D with batch norm and global average pooling",
+}
 
 
 def build_model(
@@ -142,24 +149,19 @@ class CnnModel:
 
     def save(self, version_dir: Path) -> None:
         # The same layers in an uncompiled model: serving needs no optimizer state, which triples the file.
-        keras.Model(self.model.inputs, self.model.outputs).save(version_dir / MODEL_FILE)
+        keras.Model(self.model.inputs, self.model.outputs).save(version_dir / KERAS_MODEL)
         plot_curves(self.curves, version_dir / CURVES_PNG)
 
 
 def fit(
-    features: np.ndarray,
-    labels: np.ndarray,
-    feature_shape: tuple[int, ...],
-    seed: int,
-    quick: bool = False,
-    max_trials: int | None = None,
-    epochs: int | None = None,
+    features: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...], options: FitOptions
 ) -> CnnModel:
     """Search architectures and hyperparameters; return the trial with the lowest validation loss."""
     configure_tensorflow()
+    seed = options.seed
     keras.utils.set_random_seed(seed)
-    default_trials, default_epochs = QUICK_BUDGET if quick else FULL_BUDGET
-    max_trials, epochs = max_trials or default_trials, epochs or default_epochs
+    default_trials, default_epochs = QUICK_BUDGET if options.quick else FULL_BUDGET
+    max_trials, epochs = options.max_trials or default_trials, options.epochs or default_epochs
     classes = sorted({str(label) for label in labels})
     y = np.array([classes.index(str(label)) for label in labels])
     n_val = max(len(classes), round(VALIDATION_FRACTION * len(y)))
@@ -192,12 +194,13 @@ def fit(
             ],
             verbose=0,
         )
-    candidates, curves = {}, []
+    candidates: dict[str, dict[str, Any]] = {}
+    curves = []
     for params, history in sorted(search.histories, key=lambda h: min(h[1]["val_loss"])):
         best_epoch = int(np.argmin(history["val_loss"]))
         name = f"{len(candidates) + 1}. {params['architecture']}"
         candidates[name] = {
-            "best_cv_accuracy": float(history["val_accuracy"][best_epoch]),
+            "validation_accuracy": float(history["val_accuracy"][best_epoch]),
             "best_params": params,
             "val_loss": float(history["val_loss"][best_epoch]),
             "best_epoch": best_epoch + 1,
@@ -207,6 +210,7 @@ def fit(
     winner = next(iter(candidates))
     summary = {
         "winner": winner,
+        "architecture": ARCHITECTURES[str(candidates[winner]["best_params"]["architecture"])],
         "params": candidates[winner]["best_params"],
         "classes": classes,
         "choice": "lowest validation loss among the KerasTuner trials",
@@ -218,6 +222,8 @@ def fit(
         "train_faces": len(y_train),
         "validation_faces": len(y_val),
     }
+    if search.best is None:
+        raise RuntimeError("KerasTuner ran no trial")  # max_trials >= 1, so not reachable
     return CnnModel(search.best[1], summary, curves)
 
 

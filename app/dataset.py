@@ -1,5 +1,8 @@
 """Find the labelled photos in ``<root>/<person>/...`` and say what was skipped, and why.
 
+Training reads its data this way, and the batch CLI scores labelled folders with the
+same rules, so both live here, on the serving side that training builds on.
+
 Real photo folders are messy: stray notes, ``.DS_Store`` and ``Thumbs.db``, copies
 of one photo under two names, symlinks (some broken), sub-folders per year or trip,
 empty folders. Photos anywhere under a person's folder are that person's; every
@@ -18,14 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.artifacts import ClassInfo
-from training.errors import TrainingInputError
 
-log = logging.getLogger("training")
+log = logging.getLogger("app.dataset")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 CLASSES_FILE = "classes.json"
 #: Files and folders that operating systems and tools leave in photo folders.
 SYSTEM_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "@eadir"})
+
+
+class DatasetError(ValueError):
+    """The folder holds nothing to work on; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +85,11 @@ def _is_system(path: Path) -> bool:
 def scan(root: Path, max_per_class: int | None = None) -> Dataset:
     """List the photos under ``root``, one sub-folder per person, in a stable order.
 
-    Each skipped file is logged as a warning with its reason. Raises ``TrainingInputError``
+    Each skipped file is logged as a warning with its reason. Raises ``DatasetError``
     when there is nothing to train on.
     """
     if not root.is_dir():
-        raise TrainingInputError(f"data folder {root} does not exist or is not a folder")
+        raise DatasetError(f"data folder {root} does not exist or is not a folder")
     skipped: list[Skipped] = []
     folders, loose_photos = _person_folders(root, skipped)
     photos: list[Photo] = []
@@ -106,7 +112,7 @@ def scan(root: Path, max_per_class: int | None = None) -> Dataset:
         log.warning("skipped %s: %s", skip.path, skip.reason)
     if not photos:
         hint = f"; the {loose_photos} photos directly in it need a folder per person" if loose_photos else ""
-        raise TrainingInputError(
+        raise DatasetError(
             f"no photos in person folders under {root} (expected {root}/<person>/<photo>){hint}"
         )
     labels = sorted({p.label for p in photos})
@@ -134,7 +140,7 @@ def _person_folders(root: Path, skipped: list[Skipped]) -> tuple[list[Path], int
 
 def _files_under(folder: Path, skipped: list[Skipped]) -> list[Path]:
     """Every file under ``folder``, sub-folders and symlinks followed (each real folder once), sorted."""
-    files = []
+    files: list[Path] = []
     visited = set()
     for current, dirs, names in os.walk(folder, followlinks=True):
         here = Path(current)

@@ -33,7 +33,6 @@ from app.unknown import l2_normalise, nearest_distance
 
 KNOWN_PERCENTILE = 99.0
 STRANGER_PERCENTILE = 5.0
-OPEN_SET_PNG = "open_set.png"
 #: Leave-one-person-out calibration needs this many people, each with this many training faces.
 CALIBRATION_MIN_PEOPLE = 3
 CALIBRATION_MIN_PHOTOS = 10
@@ -41,11 +40,11 @@ CALIBRATION_MIN_PHOTOS = 10
 DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
     "facenet": {
         "params": {"margin": 0.2},
-        "by_photos_per_person": {1: 0.702, 2: 0.603, 3: 0.552, 5: 0.482, 10: 0.442},
+        "by_photos_per_person": {1: 0.707, 2: 0.602, 3: 0.547, 5: 0.485, 10: 0.45},
         "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
         "other photos of them; 20 random draws of k per person from the training split (159 photos, "
         "seed 42) of the 5 shared hobbit folders, BlazeFace (back model, tiles) + FaceNet 20180408-102900 "
-        "on ONNX Runtime; measured 2026-11-24 by `bench/learning_curve.py --thresholds`",
+        "in int8 on ONNX Runtime; measured 2026-11-24 07:20 UTC by `bench/learning_curve.py --thresholds`",
     }
 }
 
@@ -56,7 +55,7 @@ class Calibration:
     known: np.ndarray
     strangers: np.ndarray
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | str]:
         return {
             "threshold": self.threshold,
             "rule": f"midpoint of known p{KNOWN_PERCENTILE:g} and stranger p{STRANGER_PERCENTILE:g}, "

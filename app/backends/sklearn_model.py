@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import skops.io as sio
 
+from app.artifact_files import SKLEARN_MODEL
 from app.artifacts import ArtifactError, Manifest
 from app.backends import Classifier
-
-MODEL_FILE = "model.skops"
 
 #: Types beyond skops' defaults that our pipelines contain; anything else is refused.
 TRUSTED_TYPES = frozenset(
@@ -52,7 +51,7 @@ class SklearnClassifier(Classifier):
 
     @classmethod
     def load(cls, version_dir: Path, manifest: Manifest) -> SklearnClassifier:
-        path = version_dir / MODEL_FILE
+        path = version_dir / SKLEARN_MODEL
         listed = sio.get_untrusted_types(file=path)
         untrusted = set(listed) - TRUSTED_TYPES
         if untrusted:
@@ -68,4 +67,4 @@ class SklearnClassifier(Classifier):
 
     @staticmethod
     def save(estimator, version_dir: Path) -> None:
-        sio.dump(estimator, version_dir / MODEL_FILE, compression=zipfile.ZIP_DEFLATED)
+        sio.dump(estimator, version_dir / SKLEARN_MODEL, compression=zipfile.ZIP_DEFLATED)

@@ -1,0 +1,31 @@
+"""The names of the files in a model version folder, and of the pointer beside them.
+
+Training writes these files and serving reads them; both take the names from here, so
+renaming one is a change to one line. The layout::
+
+    <artifacts_dir>/<backend>/LATEST                one line: the current version
+    <artifacts_dir>/<backend>/<version>/MANIFEST    what the version is, with every file's sha256
+    <artifacts_dir>/<backend>/<version>/...         the files below
+"""
+
+from __future__ import annotations
+
+LATEST = "LATEST"
+MANIFEST = "manifest.json"
+
+#: The fitted classifier, one per backend kind.
+SKLEARN_MODEL = "model.skops"
+KERAS_MODEL = "model.keras"
+#: The training faces' embeddings, which the "unknown" rule measures distances to.
+REFERENCES = "references.npy"
+
+#: For people: the training report and its plots.
+REPORT = "report.md"
+CONFUSION_PNG = "confusion_matrix.png"
+OPEN_SET_PNG = "open_set.png"
+CURVES_PNG = "training_curves.png"
+
+
+def class_picture(class_id: str) -> str:
+    """The file a class's display picture is copied to."""
+    return f"class-{class_id}.jpg"
