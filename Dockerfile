@@ -1,7 +1,8 @@
 # hobbit-classifier: one image per backend, with the model mounted at run time.
 #
-#   docker build --build-arg BACKEND=svm -t hobbit-classifier:svm .   # scikit-learn, no TensorFlow
-#   docker build --build-arg BACKEND=cnn -t hobbit-classifier:cnn .   # adds tensorflow-cpu
+#   docker build --build-arg BACKEND=svm --target api -t hobbit-classifier:svm .  # scikit-learn, no TensorFlow
+#   docker build --build-arg BACKEND=cnn --target api -t hobbit-classifier:cnn .  # adds tensorflow-cpu
+#   docker build --build-arg BACKEND=svm --target trainer -t hobbit-classifier:svm-trainer .
 #   docker run --rm -p 127.0.0.1:8000:8000 -v "$PWD/artifacts:/artifacts:ro" hobbit-classifier:svm
 #
 # Artifacts are not baked in: mount a folder holding <backend>/LATEST and <backend>/<version>/
@@ -41,38 +42,33 @@ ARG PIP_TRUSTED_HOST
 ARG PIP_DEFAULT_TIMEOUT=120
 WORKDIR /src
 
-# The dependencies first, from the metadata alone (empty packages), so that a code change
+# The dependencies first, from the metadata alone (an empty package), so that a code change
 # reuses this layer; then the project itself without its dependencies.
 ARG BACKEND=svm
-# TRAINER=1 adds the training extra (matplotlib) for the trainer service of docker-compose.yml.
-ARG TRAINER=0
 COPY pyproject.toml constraints.txt README.md ./
 RUN case "$BACKEND" in \
         svm) extra=serve ;; \
         cnn) extra=cnn ;; \
         *) echo "BACKEND must be svm or cnn, not '$BACKEND'" >&2; exit 1 ;; \
     esac \
- && if [ "$TRAINER" = 1 ]; then extra="$extra,train"; fi \
- && mkdir -p app training && touch app/__init__.py training/__init__.py \
+ && mkdir -p app && touch app/__init__.py \
  && pip install --quiet -c constraints.txt ".[$extra]" \
  && pip uninstall --quiet -y hobbit-classifier \
- && rm -rf app training build *.egg-info
+ && rm -rf app build *.egg-info
+# Serving never imports the training package (tests/test_architecture.py), so only app/ is
+# installed here; the trainer stage below adds training/. Then what the service never runs:
+# the packages' own test suites (about 70 MB, mostly NumPy's and SciPy's) and ONNX Runtime's
+# model tools (quantization, transformers; about 9 MB).
 COPY app ./app
-COPY training ./training
-# Serving never imports the training package (tests/test_architecture.py): only the trainer
-# image (TRAINER=1) keeps it. Then what the service never runs: the packages' own test suites
-# (about 70 MB, mostly NumPy's and SciPy's) and ONNX Runtime's model tools (quantization,
-# transformers; about 9 MB).
-RUN if [ "$TRAINER" != 1 ]; then rm -rf training; fi \
- && pip install --quiet --no-deps --no-compile . \
+RUN pip install --quiet --no-deps --no-compile . \
  && python -m compileall -q /opt/venv/lib \
  && pip uninstall --quiet -y pip setuptools \
  && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} + \
  && cd /opt/venv/lib/python3*/site-packages/onnxruntime \
  && rm -rf quantization tools transformers
 
-# ---- runtime -------------------------------------------------------------------------------
-FROM base AS runtime
+# ---- api: the service ------------------------------------------------------------------------
+FROM base AS api
 ARG BACKEND=svm
 RUN groupadd --gid 10001 app \
  && useradd --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
@@ -100,3 +96,29 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=4)"]
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0"]
+
+# ---- trainer: the api plus the training package, for docker-compose.yml's trainer ----------
+# Built on the api image, so the two share every layer but this last one (a few MB): a venv
+# of its own would double the disk a build takes (2 GB more for cnn). pip itself left the api
+# image; it runs here from the wheel Debian's venv support ships, and leaves again.
+FROM api AS trainer
+USER root
+COPY --from=builder /usr/share/python-wheels /tmp/build/wheels
+COPY pyproject.toml constraints.txt README.md /tmp/build/src/
+COPY app /tmp/build/src/app
+COPY training /tmp/build/src/training
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_TRUSTED_HOST
+ARG PIP_DEFAULT_TIMEOUT=120
+RUN python /tmp/build/wheels/pip-*.whl/pip install --quiet --no-cache-dir --no-compile \
+        --disable-pip-version-check --cert /etc/ssl/certs/ca-certificates.crt \
+        -c /tmp/build/src/constraints.txt "/tmp/build/src[train]" \
+ && python -m compileall -q /opt/venv/lib \
+ && rm -rf /tmp/build
+USER app
+
+# ---- the default target: a plain `docker build .` makes the api image -------------------
+# (The legacy builder also builds the trainer stage on the way; BuildKit skips it, and
+# `--target api` skips it with either.)
+FROM api
