@@ -98,23 +98,29 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0"]
 
 # ---- trainer: the api plus the training package, for docker-compose.yml's trainer ----------
-# Built on the api image, so the two share every layer but this last one (a few MB): a venv
-# of its own would double the disk a build takes (2 GB more for cnn). pip itself left the api
-# image; it runs here from the wheel Debian's venv support ships, and leaves again.
+# Built on the api image, so the two share every layer but these last ones (about 80 MB:
+# matplotlib and its dependencies): a venv of its own would double the disk a build takes
+# (2 GB more for cnn). pip itself left the api image; it runs here from the wheel Debian's
+# venv support ships, and leaves again.
 FROM api AS trainer
 USER root
 COPY --from=builder /usr/share/python-wheels /tmp/build/wheels
-COPY pyproject.toml constraints.txt README.md /tmp/build/src/
-COPY app /tmp/build/src/app
-COPY training /tmp/build/src/training
+COPY constraints.txt /tmp/build/
+COPY training /tmp/build/training
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_TRUSTED_HOST
 ARG PIP_DEFAULT_TIMEOUT=120
-RUN python /tmp/build/wheels/pip-*.whl/pip install --quiet --no-cache-dir --no-compile \
+# The train extra's requirements, as the installed project's metadata states them.
+RUN python -c 'from importlib.metadata import requires; print("\n".join(r.split(";")[0] for r in requires("hobbit-classifier") if "extra == \"train\"" in r))' \
+        > /tmp/build/train.txt \
+ && pip_wheel=$(echo /tmp/build/wheels/pip-*.whl) \
+ && python "$pip_wheel/pip" install --quiet --no-cache-dir --no-compile \
         --disable-pip-version-check --cert /etc/ssl/certs/ca-certificates.crt \
-        -c /tmp/build/src/constraints.txt "/tmp/build/src[train]" \
- && python -m compileall -q /opt/venv/lib \
+        -c /tmp/build/constraints.txt -r /tmp/build/train.txt \
+ && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+ && cp -r /tmp/build/training "$site/training" \
+ && python -m compileall -q "$site" \
  && rm -rf /tmp/build
 USER app
 
