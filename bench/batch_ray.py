@@ -1,6 +1,7 @@
 """Throughput of the batch CLI's engines on this machine: local threads vs Ray actors.
 
     .venv/bin/python bench/batch_ray.py --photos 500
+    .venv/bin/python bench/batch_ray.py --photos 500 --commands 3
 
 Builds a folder of N photos by copying the shared photos round-robin under new names
 (real photos at full size, so reading and decoding cost what they cost), then times,
@@ -16,6 +17,12 @@ On a shared machine the wall times are noisy; the CPU each run used is not. So e
 run also reports the CPU seconds per photo of this process and of every process under
 it (the local Ray cluster's daemons and workers), by role, read from ``/proc`` twice a
 second (Linux only; a process that ends loses the CPU it used after its last sample).
+
+In-process, the local engine starts with everything imported while each Ray actor pays its
+own interpreter start and imports. ``--commands N`` times both engines as a person runs
+them instead: N rounds of a fresh ``python -m app classify`` with each engine, back to
+back, so both pay their start; the Ray one joins a cluster started once beforehand
+(``ray start --head``, timed apart, as a real cluster is).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -170,6 +178,43 @@ def profile(folder: Path, settings: Settings, sample: int) -> None:
         print(f"| {name} | {mean * 1000:.1f} | {mean / total:.0%} |")
 
 
+def commands(folder: Path, root: Path, rounds: int, backend: str) -> None:
+    """Wall time of each engine as a fresh command, interleaved; Ray joins a running cluster."""
+    env = {**os.environ, "CLASSIFIER_BACKEND": backend, "RAY_ADDRESS": "auto"}
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = ["--head", "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
+    start = time.perf_counter()
+    subprocess.run(
+        [ray_cli, "start", *head],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    print(f"\n(ray start --head: {time.perf_counter() - start:.1f} s, once per cluster)\n")
+    print("| round | local command | ray command | ratio |\n|---|---|---|---|")
+    n = sum(1 for p in folder.rglob("*") if p.is_file())
+    ratios = []
+    try:
+        for index in range(rounds):
+            seconds = {}
+            for engine, out in (("local", f"c{index}.jsonl"), ("ray", f"c{index}.parquet")):
+                cli = [sys.executable, "-m", "app", "classify", str(folder), "--out", str(root / out)]
+                cli += ["--engine", "ray", "--ray-address", "auto"] if engine == "ray" else []
+                began = time.perf_counter()
+                subprocess.run(cli, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                seconds[engine] = time.perf_counter() - began
+            ratios.append(seconds["local"] / seconds["ray"])
+            print(
+                f"| {index + 1} | {seconds['local']:.1f} s, {n / seconds['local']:.2f} photos/s "
+                f"| {seconds['ray']:.1f} s, {n / seconds['ray']:.2f} photos/s | {ratios[-1]:.2f}x |",
+                flush=True,
+            )
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], check=False, capture_output=True)
+    mean = statistics.mean(ratios)
+    print(f"\nray command against the local command: {mean:.2f}x (mean of {rounds} rounds)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", type=int, default=500)
@@ -177,6 +222,9 @@ def main() -> int:
     parser.add_argument("--backend", default="svm")
     parser.add_argument("--layouts", default=LAYOUTS, help="Ray layouts to time, as ACTORSxTHREADS,...")
     parser.add_argument("--profile", type=int, default=100, help="photos in the per-stage profile (0: none)")
+    parser.add_argument(
+        "--commands", type=int, default=0, help="time N rounds of both engines as fresh commands instead"
+    )
     args = parser.parse_args()
     settings = Settings(_env_file=None, classifier_backend=args.backend)
     n = args.photos
@@ -184,6 +232,9 @@ def main() -> int:
         root = Path(tmp)
         folder = make_folder(args.data, n, root)
         print(f"{n} photos, {args.backend}, {settings.inference_threads} local threads\n")
+        if args.commands:
+            commands(folder, root, args.commands, args.backend)
+            return 0
         print("| run | wall time | photos/s |\n|---|---|---|")
         cpu: dict[str, str] = {}
         local = [
