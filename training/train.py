@@ -168,7 +168,8 @@ def _evaluate(
     """End-to-end scores by the plan's method; None when there is nothing to score."""
     if plan.method == "held_out":
         # The artifact is loaded exactly as the service loads it, then answers from the cached faces.
-        recognizer = Recognizer.from_artifact(version_dir)
+        # The run's detector and embedder are reused: they are what the manifest names.
+        recognizer = Recognizer.from_artifact(version_dir, stages=(stages.detector, stages.extractor))
         answers = [answer_from_faces(recognizer, photo, faces[photo]) for photo in plan.test]
         metrics = end_to_end_metrics(answers, recognizer.classes)
         log.info(

@@ -23,10 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from app.unknown import l2_normalise, nearest_distance
@@ -82,7 +78,16 @@ def calibrate(features: np.ndarray, labels: np.ndarray) -> Calibration:
 
 
 def plot_open_set(calibration: Calibration, path: Path) -> None:
-    """Known faces accepted against strangers rejected, as the threshold moves."""
+    """Known faces accepted against strangers rejected, as the threshold moves.
+
+    matplotlib is imported here, not with the module: a retrain that plots nothing (a default
+    threshold, or an enrolment build) should not pay the half second its import takes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
     thresholds = np.linspace(0.0, 1.0, 201)
     accepted = [(calibration.known <= t).mean() for t in thresholds]
     rejected = [(calibration.strangers > t).mean() for t in thresholds]
