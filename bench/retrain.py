@@ -16,11 +16,16 @@ each time: imports and model loading included), and in-process (``train()`` call
 in one process that has imported and loaded everything once, as a service that
 enrols people would). Times are wall clock and, for the command, CPU (user + sys
 of the child), which shifts less on a busy machine.
+
+Cold and warm runs are interleaved (``--repeats`` pairs, the order alternating), each
+warm run on its own copy of the earlier cache, and the medians are reported with the
+load average seen around each pair: above 2 on this 2-core machine, label the figures busy.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 from PIL import Image, ImageOps
 
@@ -80,18 +86,36 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--repeats", type=int, default=3, help="cold/warm pairs per way (default 3)")
     args = parser.parse_args()
+    command: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": []}
+    in_process: dict[str, list[float]] = {"cold": [], "warm": []}
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         before, after = make_folders(args.data, work)
         artifacts, earlier = work / "artifacts", work / "earlier"
         run_command(before, artifacts, earlier, "earlier")  # the cache as an earlier run left it
-        shutil.copytree(earlier, work / "in-process-warm")
-        cold = run_command(after, artifacts, work / "command-cold", "command-cold")
-        warm = run_command(after, artifacts, earlier, "command-warm")
+        for r in range(args.repeats):
+            for kind in ("cold", "warm") if r % 2 == 0 else ("warm", "cold"):
+                cache = work / f"command-{kind}-{r}"
+                if kind == "warm":
+                    shutil.copytree(earlier, cache)
+                command[kind].append(run_command(after, artifacts, cache, cache.name))
+                print(f"command {kind}: {command[kind][-1][0]:.1f} s wall", flush=True)
+            loads.append(os.getloadavg()[0])
         # Imports are done; each train() still builds its detector and embedder, as the command does.
-        cold_in = run_in_process(after, artifacts, work / "in-process-cold", "in-process-cold")
-        warm_in = run_in_process(after, artifacts, work / "in-process-warm", "in-process-warm")
+        for r in range(args.repeats):
+            for kind in ("cold", "warm") if r % 2 == 0 else ("warm", "cold"):
+                cache = work / f"in-process-{kind}-{r}"
+                if kind == "warm":
+                    shutil.copytree(earlier, cache)
+                in_process[kind].append(run_in_process(after, artifacts, cache, cache.name))
+            loads.append(os.getloadavg()[0])
+    cold = (median(w for w, _ in command["cold"]), median(c for _, c in command["cold"]))
+    warm = (median(w for w, _ in command["warm"]), median(c for _, c in command["warm"]))
+    cold_in, warm_in = median(in_process["cold"]), median(in_process["warm"])
+    print(f"medians of {args.repeats} interleaved pairs; load average {min(loads):.1f}-{max(loads):.1f}")
     print("| how | cold | warm | warm / cold |")
     print("|---|---|---|---|")
     print(
@@ -99,6 +123,9 @@ def main() -> int:
         f"| {warm[0]:.1f} s ({warm[1]:.1f} s) | {warm[0] / cold[0]:.0%} ({warm[1] / cold[1]:.0%}) |"
     )
     print(f"| `train()` in-process, wall | {cold_in:.1f} s | {warm_in:.1f} s | {warm_in / cold_in:.0%} |")
+    for kind in ("cold", "warm"):
+        runs = ", ".join(f"{w:.1f} ({c:.1f})" for w, c in command[kind])
+        print(f"command {kind}, each run, wall (CPU) s: {runs}")
     return 0
 
 
