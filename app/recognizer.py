@@ -104,7 +104,9 @@ class Recognizer:
             threshold = unknown_threshold if unknown_threshold is not None else manifest.unknown.threshold
             if threshold is None:
                 raise ArtifactError(f"{version_dir}: the nearest_distance rule has no threshold")
-            unknown = UnknownRule.load(version_dir, threshold)
+            # UNKNOWN_THRESHOLD, when set, is one threshold for everybody.
+            per_class = unknown_threshold is None and manifest.unknown.class_thresholds is not None
+            unknown = UnknownRule.load(version_dir, threshold, per_reference=per_class)
         elif unknown_threshold is not None:
             log.warning(
                 "UNKNOWN_THRESHOLD is ignored: %s features have no unknown rule", manifest.features.name

@@ -4,6 +4,7 @@ Run by hand (not in CI); the embedding cache makes every run after the first tak
 
     .venv/bin/python bench/learning_curve.py                 # table + docs/learning_curve.png (10 draws)
     .venv/bin/python bench/learning_curve.py --thresholds    # the few-photo unknown defaults
+    .venv/bin/python bench/learning_curve.py --newcomer      # one person with few photos among many
 
 The split is the usual one (seed 42, 0.2: 40 held-out photos). For k photos per
 person, each draw picks k of each person's training-split photos at random, trains
@@ -21,6 +22,13 @@ answered "unknown", over every person and draw.
 never looked at), how far a person's photos lie from the nearest of k reference
 photos of them: the 99th percentile is the default unknown threshold for k photos
 per person (``training/unknown_threshold.py``).
+
+``--newcomer`` measures a folder of mixed sizes: each person in turn is the stranger,
+and among the other four each in turn is a newcomer with k of their training photos
+beside three people with all of theirs. It scores the four people's held-out photos
+end to end and the stranger's photos (answered "unknown" or not) under the rule
+training now sets (each person's default for their own photos) and under the rule it
+set before (one default for everyone, for the fewest photos of anyone).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from training.evaluate import answer_from_faces
 from training.fitting import FitOptions
 from training.split import plan_evaluation
 from training.train import Stages, TrainConfig, usable_photos
-from training.unknown_threshold import choose_threshold
+from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
@@ -87,7 +95,12 @@ def strangers_rejected(stages: Stages, chosen: list[Photo], everyone: list[Photo
         if choice.threshold is None:
             rejected.append(np.zeros(len(stranger), bool))
         else:
-            rejected.append(UnknownRule(features, choice.threshold).is_unknown(stranger))
+            per_face = (
+                None
+                if choice.class_thresholds is None
+                else np.array([choice.class_thresholds[label] for label in labels])
+            )
+            rejected.append(UnknownRule(features, choice.threshold, per_face).is_unknown(stranger))
     return float(np.concatenate(rejected).mean())
 
 
@@ -154,6 +167,50 @@ def thresholds(stages: Stages, train: list[Photo], faces, draws: int, seed: int)
     return table
 
 
+def newcomer(stages: Stages, classes, train, test, faces, seed: int) -> list[dict]:
+    """Strangers rejected and held-out accuracy with one newcomer of k photos: per person, and as before."""
+    people = sorted({p.label for p in train})
+    everyone = [*train, *test]
+    table = DEFAULT_THRESHOLDS[stages.extractor.name]["by_photos_per_person"]
+    rows = []
+    for k in (1, 3, 5):
+        rng = np.random.default_rng(seed)
+        scores: dict[str, list[float]] = {"now": [], "before": []}
+        rejected: dict[str, list[np.ndarray]] = {"now": [], "before": []}
+        for stranger in people:
+            for new in (p for p in people if p != stranger):
+                theirs = [p for p in train if p.label == new]
+                chosen = [p for p in train if p.label not in (stranger, new)]
+                chosen += [theirs[i] for i in sorted(rng.choice(len(theirs), k, replace=False))]
+                enrolled = [c for c in classes if c.id != stranger]
+                features = stages.features_of(chosen, faces)
+                labels = np.array([p.label for p in chosen])
+                artifact = fit_artifact(
+                    features, labels, enrolled, stages.detector, stages.extractor, FitOptions("svm", seed)
+                )
+                before = table[max(n for n in table if n <= k)]
+                known = [p for p in test if p.label != stranger]
+                strangers = np.stack([largest_face(faces[p]) for p in everyone if p.label == stranger])
+                for rule in ("now", "before"):
+                    recognizer = artifact.recognizer(stages.detector, stages.extractor)
+                    if rule == "before":
+                        recognizer.unknown = UnknownRule(features, before)
+                    assert recognizer.unknown is not None
+                    answers = [answer_from_faces(recognizer, p, faces[p]) for p in known]
+                    scores[rule].append(float(np.mean([a.label == a.photo.label for a in answers])))
+                    rejected[rule].append(recognizer.unknown.is_unknown(strangers))
+        rows.append(
+            {
+                "k": k,
+                "models": len(scores["now"]),
+                **{f"{rule}_accuracy": float(np.mean(scores[rule])) for rule in scores},
+                **{f"{rule}_rejected": float(np.concatenate(rejected[rule]).mean()) for rule in rejected},
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def plot(rows: list[dict], path: Path) -> None:
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -191,6 +248,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve.png")
     parser.add_argument("--thresholds", action="store_true", help="measure the unknown defaults instead")
+    parser.add_argument("--newcomer", action="store_true", help="one person with few photos among many")
     args = parser.parse_args()
 
     stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
@@ -199,6 +257,18 @@ def main() -> int:
     if args.thresholds:
         table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed)
         print(f"p{PERCENTILE:g} distance to the nearest of k reference photos, training split:", table)
+        return 0
+    if args.newcomer:
+        print(
+            "| newcomer's photos | models | strangers rejected, before → now "
+            "| held-out end to end (4 people), before → now |"
+        )
+        print("|---|---|---|---|")
+        for r in newcomer(stages, dataset.classes, plan.train, plan.test, faces, args.seed):
+            print(
+                f"| {r['k']} | {r['models']} | {r['before_rejected']:.1%} → {r['now_rejected']:.1%} "
+                f"| {r['before_accuracy']:.1%} → {r['now_accuracy']:.1%} |"
+            )
         return 0
     rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed)
     plot(rows, args.out)

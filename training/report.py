@@ -149,10 +149,17 @@ def _unknown_lines(threshold: dict[str, Any], plotted: bool) -> list[str]:
     lines = ["", "## Unknown faces", ""]
     if threshold["source"] == "none":
         return [*lines, f"No unknown rule: {threshold['rule']}."]
-    lines.append(
-        f"A face is `unknown` when its cosine distance to the nearest training face is above "
-        f"**{threshold['threshold']:.3f}** ({threshold['source']}: {threshold['rule']})."
-    )
+    if threshold.get("class_thresholds"):
+        per_person = ", ".join(f"{c} {t:.3f}" for c, t in sorted(threshold["class_thresholds"].items()))
+        lines.append(
+            "A face is `unknown` when it is farther than each person's threshold from every training "
+            f"face of that person: {per_person} ({threshold['source']}: {threshold['rule']})."
+        )
+    else:
+        lines.append(
+            f"A face is `unknown` when its cosine distance to the nearest training face is above "
+            f"**{threshold['threshold']:.3f}** ({threshold['source']}: {threshold['rule']})."
+        )
     if threshold["source"] == "calibrated":
         lines += [
             f"On that calibration, {threshold['calibration_known_accepted']:.1%} of known faces are "
