@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 
@@ -75,10 +76,31 @@ def run_command(data: Path, artifacts: Path, cache: Path, version: str) -> tuple
     return wall, (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
 
 
-def run_in_process(data: Path, artifacts: Path, cache: Path, version: str) -> float:
-    start = time.perf_counter()
+def run_in_process(data: Path, artifacts: Path, cache: Path, version: str) -> tuple[float, float]:
+    """Wall and CPU seconds (every thread of this process) of one ``train()`` call."""
+    start, cpu = time.perf_counter(), time.process_time()
     train(TrainConfig(data=data, artifacts=artifacts, cache_dir=cache, version=version))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+Run = Callable[[Path, Path, Path, str], tuple[float, float]]
+
+
+def interleaved(run: Run, name: str, repeats: int, folders: tuple[Path, Path, Path], loads: list[float]):
+    """``repeats`` cold/warm pairs of ``run``, alternating which goes first; each warm on a fresh copy."""
+    after, artifacts, earlier = folders
+    times: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": []}
+    for r in range(repeats):
+        for kind in ("cold", "warm") if r % 2 == 0 else ("warm", "cold"):
+            cache = artifacts.parent / f"{name}-{kind}-{r}"
+            if kind == "warm":
+                shutil.copytree(earlier, cache)
+            times[kind].append(run(after, artifacts, cache, cache.name))
+            print(f"{name} {kind}: {times[kind][-1][0]:.1f} s wall", flush=True)
+        loads.append(os.getloadavg()[0])
+    return {
+        kind: (median(w for w, _ in runs), median(c for _, c in runs)) for kind, runs in times.items()
+    }, times
 
 
 def main() -> int:
@@ -88,33 +110,18 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--repeats", type=int, default=3, help="cold/warm pairs per way (default 3)")
     args = parser.parse_args()
-    command: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": []}
-    in_process: dict[str, list[float]] = {"cold": [], "warm": []}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         before, after = make_folders(args.data, work)
         artifacts, earlier = work / "artifacts", work / "earlier"
         run_command(before, artifacts, earlier, "earlier")  # the cache as an earlier run left it
-        for r in range(args.repeats):
-            for kind in ("cold", "warm") if r % 2 == 0 else ("warm", "cold"):
-                cache = work / f"command-{kind}-{r}"
-                if kind == "warm":
-                    shutil.copytree(earlier, cache)
-                command[kind].append(run_command(after, artifacts, cache, cache.name))
-                print(f"command {kind}: {command[kind][-1][0]:.1f} s wall", flush=True)
-            loads.append(os.getloadavg()[0])
+        folders = (after, artifacts, earlier)
+        command, runs = interleaved(run_command, "command", args.repeats, folders, loads)
         # Imports are done; each train() still builds its detector and embedder, as the command does.
-        for r in range(args.repeats):
-            for kind in ("cold", "warm") if r % 2 == 0 else ("warm", "cold"):
-                cache = work / f"in-process-{kind}-{r}"
-                if kind == "warm":
-                    shutil.copytree(earlier, cache)
-                in_process[kind].append(run_in_process(after, artifacts, cache, cache.name))
-            loads.append(os.getloadavg()[0])
-    cold = (median(w for w, _ in command["cold"]), median(c for _, c in command["cold"]))
-    warm = (median(w for w, _ in command["warm"]), median(c for _, c in command["warm"]))
-    cold_in, warm_in = median(in_process["cold"]), median(in_process["warm"])
+        in_process, _ = interleaved(run_in_process, "in-process", args.repeats, folders, loads)
+    cold, warm = command["cold"], command["warm"]
+    cold_in, warm_in = in_process["cold"][0], in_process["warm"][0]
     print(f"medians of {args.repeats} interleaved pairs; load average {min(loads):.1f}-{max(loads):.1f}")
     print("| how | cold | warm | warm / cold |")
     print("|---|---|---|---|")
@@ -124,8 +131,8 @@ def main() -> int:
     )
     print(f"| `train()` in-process, wall | {cold_in:.1f} s | {warm_in:.1f} s | {warm_in / cold_in:.0%} |")
     for kind in ("cold", "warm"):
-        runs = ", ".join(f"{w:.1f} ({c:.1f})" for w, c in command[kind])
-        print(f"command {kind}, each run, wall (CPU) s: {runs}")
+        each = ", ".join(f"{w:.1f} ({c:.1f})" for w, c in runs[kind])
+        print(f"command {kind}, each run, wall (CPU) s: {each}")
     return 0
 
 
