@@ -18,6 +18,8 @@ SKLEARN_MODEL = "model.skops"
 KERAS_MODEL = "model.keras"
 #: The training faces' embeddings, which the "unknown" rule measures distances to.
 REFERENCES = "references.npy"
+#: One threshold per training face (its person's), when people's thresholds differ.
+REFERENCE_THRESHOLDS = "reference_thresholds.npy"
 
 #: For people: the training report and its plots.
 REPORT = "report.md"

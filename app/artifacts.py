@@ -47,10 +47,16 @@ class UnknownSpec(BaseModel):
 
     ``nearest_distance``: the cosine distance from the face's embedding to the
     nearest training face exceeds ``threshold``. ``none``: never.
+
+    ``class_thresholds``, when people's thresholds differ (a person with few photos gets a
+    looser one than a person with many): a face is unknown when it is farther than its
+    person's threshold from every training face of that person; ``threshold`` is then
+    the loosest of them.
     """
 
     method: Literal["none", "nearest_distance"] = "none"
     threshold: float | None = None
+    class_thresholds: dict[str, float] | None = None
 
 
 class Manifest(BaseModel):

@@ -6,6 +6,7 @@ this one class, so what is measured is what is served.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.artifacts import ArtifactError, Manifest, load_manifest
+from app.artifacts import ArtifactError, Manifest, StageSpec, load_manifest
 from app.backends import Classifier, load_classifier
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
@@ -88,11 +89,14 @@ class Recognizer:
         detector: str | None = None,
         unknown_threshold: float | None = None,
         max_faces: int = 20,
+        stages: tuple[FaceDetector, FeatureExtractor] | None = None,
     ) -> Recognizer:
         """Load a verified artifact and rebuild the exact stages it was trained with.
 
         ``detector`` overrides the manifest's detector (the features stay as trained);
-        ``unknown_threshold`` overrides the calibrated threshold.
+        ``unknown_threshold`` overrides the calibrated threshold. ``stages`` offers a detector
+        and an extractor already loaded (training's, which made the artifact): each is used
+        when its name and parameters are the manifest's, and built afresh otherwise.
         """
         manifest = load_manifest(version_dir)
         unknown = None
@@ -100,19 +104,28 @@ class Recognizer:
             threshold = unknown_threshold if unknown_threshold is not None else manifest.unknown.threshold
             if threshold is None:
                 raise ArtifactError(f"{version_dir}: the nearest_distance rule has no threshold")
-            unknown = UnknownRule.load(version_dir, threshold)
+            # UNKNOWN_THRESHOLD, when set, is one threshold for everybody.
+            per_class = unknown_threshold is None and manifest.unknown.class_thresholds is not None
+            unknown = UnknownRule.load(version_dir, threshold, per_reference=per_class)
         elif unknown_threshold is not None:
             log.warning(
                 "UNKNOWN_THRESHOLD is ignored: %s features have no unknown rule", manifest.features.name
             )
-        if detector is None or detector == manifest.detector.name:
-            face_detector = create_detector(manifest.detector.name, manifest.detector.params)
-        else:
+        loaded_detector, loaded_extractor = stages or (None, None)
+        if detector is not None and detector != manifest.detector.name:
             face_detector = create_detector(detector)
+        elif loaded_detector is not None and _same_stage(loaded_detector, manifest.detector):
+            face_detector = loaded_detector
+        else:
+            face_detector = create_detector(manifest.detector.name, manifest.detector.params)
+        if loaded_extractor is not None and _same_stage(loaded_extractor, manifest.features):
+            extractor = loaded_extractor
+        else:
+            extractor = create_extractor(manifest.features.name, manifest.features.params)
         return cls(
             manifest,
             face_detector,
-            create_extractor(manifest.features.name, manifest.features.params),
+            extractor,
             load_classifier(version_dir, manifest),
             unknown,
             max_faces,
@@ -190,3 +203,8 @@ class Recognizer:
                 )
             )
         return results
+
+
+def _same_stage(stage: FaceDetector | FeatureExtractor, spec: StageSpec) -> bool:
+    """Whether a loaded stage is the one a manifest names (parameters compared as JSON stores them)."""
+    return stage.name == spec.name and json.loads(json.dumps(stage.params)) == spec.params

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.artifact_files import REFERENCES
+from app.artifact_files import REFERENCE_THRESHOLDS, REFERENCES
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -29,21 +29,46 @@ def nearest_distance(features: np.ndarray, references: np.ndarray) -> np.ndarray
 
 
 class UnknownRule:
-    """Flags faces farther than ``threshold`` from every reference (training) embedding."""
+    """Flags faces farther than ``threshold`` from every reference (training) embedding.
 
-    def __init__(self, references: np.ndarray, threshold: float) -> None:
+    ``reference_thresholds`` (one per reference) replaces the single threshold when people's
+    differ: a face is known when it is within *that reference's* threshold of some reference.
+    """
+
+    def __init__(
+        self, references: np.ndarray, threshold: float, reference_thresholds: np.ndarray | None = None
+    ) -> None:
         self.references = l2_normalise(references.astype(np.float32))
         self.threshold = threshold
+        self.reference_thresholds = (
+            None if reference_thresholds is None else np.asarray(reference_thresholds, np.float32)
+        )
+        if self.reference_thresholds is not None and self.reference_thresholds.shape != (
+            len(self.references),
+        ):
+            raise ValueError(
+                f"{len(self.references)} references but {self.reference_thresholds.shape} thresholds"
+            )
 
     @classmethod
-    def load(cls, version_dir: Path, threshold: float) -> UnknownRule:
-        return cls(np.load(version_dir / REFERENCES, allow_pickle=False), threshold)
+    def load(cls, version_dir: Path, threshold: float, per_reference: bool = False) -> UnknownRule:
+        """``per_reference``: read each reference's threshold too (the manifest has class thresholds)."""
+        references = np.load(version_dir / REFERENCES, allow_pickle=False)
+        thresholds = (
+            np.load(version_dir / REFERENCE_THRESHOLDS, allow_pickle=False) if per_reference else None
+        )
+        return cls(references, threshold, thresholds)
 
     def save(self, version_dir: Path) -> None:
         np.save(version_dir / REFERENCES, self.references, allow_pickle=False)
+        if self.reference_thresholds is not None:
+            np.save(version_dir / REFERENCE_THRESHOLDS, self.reference_thresholds, allow_pickle=False)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         return nearest_distance(features, self.references)
 
     def is_unknown(self, features: np.ndarray) -> np.ndarray:
-        return self.distances(features) > self.threshold
+        if self.reference_thresholds is None:
+            return self.distances(features) > self.threshold
+        distances = 1.0 - l2_normalise(features) @ self.references.T
+        return ~(distances <= self.reference_thresholds).any(axis=1)

@@ -7,6 +7,8 @@ import shutil
 import pytest
 
 from app.artifacts import ArtifactError, check_version_name, load_manifest, resolve_version_dir
+from app.pipeline.detect import create_detector
+from app.pipeline.features import create_extractor
 from app.recognizer import Recognizer
 from tests.conftest import ARTIFACTS, BACKENDS
 
@@ -58,3 +60,17 @@ def test_version_names_cannot_escape(tmp_path) -> None:
             check_version_name(bad)
     with pytest.raises(ArtifactError, match="no model"):
         resolve_version_dir(tmp_path, "svm")
+
+
+def test_stages_already_loaded_are_reused_only_when_they_are_the_manifests(svm_copy) -> None:
+    """Training evaluates with the detector and embedder it made the artifact with; others are rebuilt."""
+    manifest = load_manifest(svm_copy)
+    detector = create_detector(manifest.detector.name, manifest.detector.params)
+    extractor = create_extractor(manifest.features.name, manifest.features.params)
+    same = Recognizer.from_artifact(svm_copy, stages=(detector, extractor))
+    assert same.detector is detector and same.extractor is extractor
+    other_detector = create_detector(manifest.detector.name, {**manifest.detector.params, "min_face": 40})
+    other_extractor = create_extractor(manifest.features.name, {"margin": 0.3})
+    rebuilt = Recognizer.from_artifact(svm_copy, stages=(other_detector, other_extractor))
+    assert rebuilt.detector is not other_detector and rebuilt.detector.params == manifest.detector.params
+    assert rebuilt.extractor is not other_extractor and rebuilt.extractor.params == manifest.features.params

@@ -113,7 +113,12 @@ def fit_artifact(
     if extractor.embedding:
         threshold = choose_threshold(features, labels, extractor.name, extractor.params)
         if threshold.threshold is not None:
-            unknown = UnknownRule(features, threshold.threshold)
+            per_face = (
+                None
+                if threshold.class_thresholds is None
+                else np.array([threshold.class_thresholds[str(label)] for label in labels], np.float32)
+            )
+            unknown = UnknownRule(features, threshold.threshold, per_face)
     manifest = Manifest(
         backend=options.backend,
         version=version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
@@ -122,7 +127,11 @@ def fit_artifact(
         detector=StageSpec(name=detector.name, params=detector.params),
         features=StageSpec(name=extractor.name, params=extractor.params),
         classifier=model.summary,
-        unknown=UnknownSpec(method="nearest_distance", threshold=threshold.threshold)
+        unknown=UnknownSpec(
+            method="nearest_distance",
+            threshold=threshold.threshold,
+            class_thresholds=threshold.class_thresholds,
+        )
         if unknown is not None
         else UnknownSpec(),
         library_versions=installed_versions(LIBRARIES),

@@ -2,6 +2,11 @@
 
 Bad input (a folder that cannot train a model, an option out of range) is one
 line on stderr and exit status 2, never a traceback.
+
+A fresh process spends a good part of a warm retrain importing scikit-learn and loading the
+two networks. The networks load in a thread while the main thread imports the model search
+(``training.train``, imported only then): ONNX Runtime releases the GIL while it builds a
+session, so on two cores the two overlap.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,7 +23,7 @@ from app.pipeline.detect import DETECTORS
 from app.pipeline.features import FEATURES
 from training.cache import default_cache_dir
 from training.fitting import TRAINERS
-from training.train import TrainConfig, train
+from training.stages import Stages, TrainConfig
 
 
 def _test_size(text: str) -> float:
@@ -102,13 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         cache_dir=None if args.no_cache else args.cache_dir,
     )
+    loading = ThreadPoolExecutor(1, thread_name_prefix="load-stages")
     try:
-        version_dir = train(config)
+        stages = loading.submit(Stages.create, config)
+        from training.train import train  # scikit-learn and co., while the networks load
+
+        version_dir = train(config, stages.result)
     except DatasetError as exc:  # TrainingInputError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an artifacts or cache folder that cannot be written
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
         return 2
+    finally:
+        loading.shutdown(wait=False)
     print(version_dir)
     return 0

@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never open a window
-import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from app.artifact_files import CONFUSION_PNG, CURVES_PNG, OPEN_SET_PNG
 from app.artifacts import Manifest
@@ -22,22 +19,54 @@ METHOD_TITLES = {
 }
 
 
+#: The confusion matrix's colours: counts shade from the first to the second (matplotlib's "Blues" ends).
+LIGHT, DARK = np.array([247, 251, 255]), np.array([8, 48, 107])
+CELL = 64
+
+
 def plot_confusion(metrics: dict[str, Any], method: str, path: Path) -> None:
+    """The confusion matrix as a PNG, drawn with Pillow.
+
+    Drawn by hand rather than with matplotlib, whose import and figure cost about a second
+    of a retrain that otherwise takes two or three (docs/benchmarks.md, retraining).
+    """
     cm = metrics["confusion_matrix"]
-    matrix = np.array(cm["matrix"])
-    fig, ax = plt.subplots(figsize=(1.2 * len(cm["columns"]) + 2, 0.9 * len(cm["rows"]) + 2))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(cm["columns"])), cm["columns"], rotation=35, ha="right")
-    ax.set_yticks(range(len(cm["rows"])), cm["rows"])
+    matrix = np.array(cm["matrix"], dtype=int).reshape(len(cm["rows"]), len(cm["columns"]))
+    font = ImageFont.load_default(size=14)
+    small = ImageFont.load_default(size=12)
+
+    def width(text: str, face: ImageFont.FreeTypeFont | ImageFont.ImageFont = font) -> int:
+        return int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(text, font=face))
+
+    title = [METHOD_TITLES[method], f"accuracy {metrics['accuracy']:.1%}"]
+    left = max(width(r) for r in cm["rows"]) + 40  # row names, and "true" turned on its side
+    bottom = max(width(c) for c in cm["columns"]) + 32
+    top, grid = 56, (CELL * matrix.shape[1], CELL * matrix.shape[0])
+    size = (max(left + grid[0] + 16, max(width(t, small) for t in title) + 16), top + grid[1] + bottom)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for line, text in enumerate(title):
+        draw.text((image.width // 2, 8 + 18 * line), text, fill="black", font=small, anchor="ma")
+    peak = max(1, int(matrix.max()))
     for (i, j), count in np.ndenumerate(matrix):
-        colour = "white" if count > matrix.max() / 2 else "black"
-        ax.text(j, i, str(count), ha="center", va="center", color=colour)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{METHOD_TITLES[method]}\naccuracy {metrics['accuracy']:.1%}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        x, y = left + CELL * j, top + CELL * i
+        colour = tuple(int(v) for v in LIGHT + (DARK - LIGHT) * (count / peak))
+        draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), fill=colour)
+        ink = "white" if count > peak / 2 else "black"
+        draw.text((x + CELL // 2, y + CELL // 2), str(count), fill=ink, font=font, anchor="mm")
+    draw.rectangle((left - 1, top - 1, left + grid[0], top + grid[1]), outline="black")
+    for i, name in enumerate(cm["rows"]):
+        draw.text((left - 8, top + CELL * i + CELL // 2), name, fill="black", font=font, anchor="rm")
+    for j, name in enumerate(cm["columns"]):
+        label = Image.new("L", (width(name) + 4, 20), 255)
+        ImageDraw.Draw(label).text((2, 10), name, fill=0, font=font, anchor="lm")
+        turned = label.rotate(90, expand=True)  # reads bottom to top, ending at the column
+        image.paste(turned.convert("RGB"), (left + CELL * j + CELL // 2 - 10, top + grid[1] + 6))
+    draw.text((left + grid[0] // 2, image.height - 4), "predicted", fill="black", font=font, anchor="md")
+    turned = Image.new("L", (width("true") + 4, 20), 255)
+    ImageDraw.Draw(turned).text((2, 10), "true", fill=0, font=font, anchor="lm")
+    image.paste(turned.rotate(90, expand=True).convert("RGB"), (2, top + grid[1] // 2 - 16))
+    image.save(path, optimize=False)
 
 
 def write_report(manifest: Manifest, path: Path) -> None:
@@ -120,10 +149,17 @@ def _unknown_lines(threshold: dict[str, Any], plotted: bool) -> list[str]:
     lines = ["", "## Unknown faces", ""]
     if threshold["source"] == "none":
         return [*lines, f"No unknown rule: {threshold['rule']}."]
-    lines.append(
-        f"A face is `unknown` when its cosine distance to the nearest training face is above "
-        f"**{threshold['threshold']:.3f}** ({threshold['source']}: {threshold['rule']})."
-    )
+    if threshold.get("class_thresholds"):
+        per_person = ", ".join(f"{c} {t:.3f}" for c, t in sorted(threshold["class_thresholds"].items()))
+        lines.append(
+            "A face is `unknown` when it is farther than each person's threshold from every training "
+            f"face of that person: {per_person} ({threshold['source']}: {threshold['rule']})."
+        )
+    else:
+        lines.append(
+            f"A face is `unknown` when its cosine distance to the nearest training face is above "
+            f"**{threshold['threshold']:.3f}** ({threshold['source']}: {threshold['rule']})."
+        )
     if threshold["source"] == "calibrated":
         lines += [
             f"On that calibration, {threshold['calibration_known_accepted']:.1%} of known faces are "

@@ -8,7 +8,7 @@ and nothing fitted, tuned or calibrated ever sees a test photo.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,67 +18,19 @@ from app.artifact_files import CONFUSION_PNG, REPORT
 from app.artifacts import ArtifactError, ClassInfo, check_version_name, point_latest, write_manifest
 from app.dataset import Dataset, Photo, Skipped, picture_path, scan
 from app.evaluation import end_to_end_metrics
-from app.pipeline.detect import FaceDetector, create_detector
-from app.pipeline.features import FeatureExtractor, create_extractor
 from app.recognizer import Recognizer
 from training.artifact import check_trainable, fit_artifact
-from training.cache import EmbeddingCache, PhotoFaces
+from training.cache import PhotoFaces
 from training.errors import TrainingInputError
 from training.evaluate import answer_from_faces, leave_one_photo_out
-from training.faces import embed_photos, main_face_features, summarise_drops
-from training.fitting import FitOptions
+from training.faces import embed_photos, summarise_drops
 from training.report import plot_confusion, write_report
 from training.split import EvaluationPlan, plan_evaluation
+from training.stages import Stages, TrainConfig
+
+__all__ = ["Stages", "TrainConfig", "train", "usable_photos"]
 
 log = logging.getLogger("training")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: Path
-    artifacts: Path
-    backend: str = "svm"
-    detector: str = "blazeface"
-    features: str = "facenet"
-    test_size: float = 0.2
-    seed: int = 42
-    version: str | None = None
-    max_per_class: int | None = None
-    #: Small search spaces, for tests and smoke runs.
-    quick: bool = False
-    #: People left out entirely (leave-one-person-out evaluation of the unknown rule).
-    exclude_classes: tuple[str, ...] = ()
-    #: cnn search budget: trials, and the most epochs per trial (None: the backend's default).
-    max_trials: int | None = None
-    epochs: int | None = None
-    #: Embedding cache folder; None detects and embeds every photo afresh.
-    cache_dir: Path | None = None
-
-    @property
-    def options(self) -> FitOptions:
-        return FitOptions(self.backend, self.seed, self.quick, self.max_trials, self.epochs)
-
-
-@dataclass(frozen=True)
-class Stages:
-    """The pipeline stages a run detects and embeds with, and the cache in front of them."""
-
-    detector: FaceDetector
-    extractor: FeatureExtractor
-    cache: EmbeddingCache | None
-
-    @classmethod
-    def create(cls, config: TrainConfig) -> Stages:
-        detector, extractor = create_detector(config.detector), create_extractor(config.features)
-        cache = (
-            None
-            if config.cache_dir is None
-            else EmbeddingCache.for_stages(config.cache_dir, detector, extractor)
-        )
-        return cls(detector, extractor, cache)
-
-    def features_of(self, photos: list[Photo], faces: dict[Photo, PhotoFaces]) -> np.ndarray:
-        return main_face_features([(p.label, faces[p]) for p in photos], self.extractor.embedding)
 
 
 def usable_photos(dataset: Dataset, stages: Stages) -> tuple[Dataset, dict[Photo, PhotoFaces]]:
@@ -98,12 +50,16 @@ def usable_photos(dataset: Dataset, stages: Stages) -> tuple[Dataset, dict[Photo
     return usable, faces
 
 
-def train(config: TrainConfig) -> Path:
-    """Run the whole pipeline and return the new version's folder (now ``LATEST``)."""
+def train(config: TrainConfig, load_stages: Callable[[], Stages] | None = None) -> Path:
+    """Run the whole pipeline and return the new version's folder (now ``LATEST``).
+
+    ``load_stages`` gives the detector and embedder when they are first needed (the command
+    line starts loading them before importing this module); by default they are built then.
+    """
     backend_dir = config.artifacts / config.backend
     version_dir = _new_version_dir(backend_dir, config.version)
     scanned = scan(config.data, config.max_per_class)
-    stages = Stages.create(config)
+    stages = load_stages() if load_stages is not None else Stages.create(config)
     dataset, faces = usable_photos(scanned, stages)
     plan = plan_evaluation(dataset.photos, config.test_size, config.seed)
     if config.exclude_classes:
@@ -168,7 +124,8 @@ def _evaluate(
     """End-to-end scores by the plan's method; None when there is nothing to score."""
     if plan.method == "held_out":
         # The artifact is loaded exactly as the service loads it, then answers from the cached faces.
-        recognizer = Recognizer.from_artifact(version_dir)
+        # The run's detector and embedder are reused: they are what the manifest names.
+        recognizer = Recognizer.from_artifact(version_dir, stages=(stages.detector, stages.extractor))
         answers = [answer_from_faces(recognizer, photo, faces[photo]) for photo in plan.test]
         metrics = end_to_end_metrics(answers, recognizer.classes)
         log.info(

@@ -23,10 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from app.unknown import l2_normalise, nearest_distance
@@ -82,7 +78,16 @@ def calibrate(features: np.ndarray, labels: np.ndarray) -> Calibration:
 
 
 def plot_open_set(calibration: Calibration, path: Path) -> None:
-    """Known faces accepted against strangers rejected, as the threshold moves."""
+    """Known faces accepted against strangers rejected, as the threshold moves.
+
+    matplotlib is imported here, not with the module: a retrain that plots nothing (a default
+    threshold, or an enrolment build) should not pay the half second its import takes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
     thresholds = np.linspace(0.0, 1.0, 201)
     accepted = [(calibration.known <= t).mean() for t in thresholds]
     rejected = [(calibration.strangers > t).mean() for t in thresholds]
@@ -116,17 +121,28 @@ def plot_open_set(calibration: Calibration, path: Path) -> None:
 
 @dataclass(frozen=True)
 class ThresholdChoice:
-    """The threshold and, for the manifest, how it was chosen (``calibration`` when calibrated)."""
+    """The threshold and, for the manifest, how it was chosen (``calibration`` when calibrated).
+
+    ``class_thresholds`` is set when people's thresholds differ (defaults for different
+    numbers of photos); ``threshold`` is then the loosest of them.
+    """
 
     threshold: float | None
     summary: dict[str, Any]
     calibration: Calibration | None = None
+    class_thresholds: dict[str, float] | None = None
 
 
 def choose_threshold(
     features: np.ndarray, labels: np.ndarray, embedding: str, params: dict[str, Any]
 ) -> ThresholdChoice:
-    """Calibrate when the people and photos allow it; else the embedding's default for this few photos."""
+    """Calibrate when the people and photos allow it; else each person's default for their photos.
+
+    Calibration needs every person to have enough photos. Otherwise each person gets the
+    embedding's default for their own number of training photos: one person enrolled from
+    four photos loosens the rule for their own faces only, not for everyone (before, the
+    fewest photos of anyone set one threshold for all).
+    """
     people, counts = np.unique(labels, return_counts=True)
     fewest = int(counts.min())
     if len(people) >= CALIBRATION_MIN_PEOPLE and fewest >= CALIBRATION_MIN_PHOTOS:
@@ -147,14 +163,41 @@ def choose_threshold(
                 "rule": f"no unknown rule: {why}, and no default is measured for {embedding} {params}",
             },
         )
-    k = max(n for n in default["by_photos_per_person"] if n <= fewest)
-    threshold = default["by_photos_per_person"][k]
+    table = default["by_photos_per_person"]
+    row = {
+        str(person): max(n for n in table if n <= int(count))
+        for person, count in zip(people, counts, strict=True)
+    }
+    if len(set(row.values())) == 1:
+        k = next(iter(row.values()))
+        threshold = table[k]
+        return ThresholdChoice(
+            threshold,
+            {
+                "source": "default",
+                "threshold": threshold,
+                "rule": f"default for {embedding} with {k} photo(s) per person ({why})",
+                "provenance": default["provenance"],
+            },
+        )
+    class_thresholds = {person: float(table[k]) for person, k in row.items()}
+    threshold = max(class_thresholds.values())
+    by_k = ", ".join(
+        f"{table[k]} for {k}+ photos ({_people(sum(v == k for v in row.values()))})"
+        for k in sorted(set(row.values()))
+    )
     return ThresholdChoice(
         threshold,
         {
             "source": "default",
             "threshold": threshold,
-            "rule": f"default for {embedding} with {k} photo(s) per person ({why})",
+            "class_thresholds": class_thresholds,
+            "rule": f"defaults for {embedding} by each person's own number of photos: {by_k} ({why})",
             "provenance": default["provenance"],
         },
+        class_thresholds=class_thresholds,
     )
+
+
+def _people(n: int) -> str:
+    return f"{n} {'person' if n == 1 else 'people'}"

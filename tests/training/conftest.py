@@ -7,16 +7,20 @@ is detected and embedded once for all these tests.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from app.dataset import Photo
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
 from training.cache import EmbeddingCache
 from training.cli import main
+from training.faces import embed_photos, main_face_features
 
 PEOPLE = ("billy_boyd", "dominic_monaghan", "elijah_wood", "martin_freeman", "sean_astin")
 
@@ -70,3 +74,25 @@ def stages():
 @pytest.fixture(scope="session")
 def cache(stages, cache_dir: Path) -> EmbeddingCache:
     return EmbeddingCache.for_stages(cache_dir, *stages)
+
+
+@pytest.fixture(scope="session")
+def embedded(shared_photos, stages, cache) -> tuple[np.ndarray, np.ndarray]:
+    """One embedding row per photo of the first ten of each person, and the labels."""
+    detector, extractor = stages
+    photos = [
+        Photo(path, person, hashlib.sha256(path.read_bytes()).hexdigest())
+        for person, paths in shared_photos.items()
+        for path in paths
+    ]
+    faces, dropped = embed_photos(photos, detector, extractor, cache)
+    assert not dropped
+    return main_face_features([(p.label, faces[p]) for p in photos], True), np.array(
+        [p.label for p in photos]
+    )
+
+
+def subset(embedded, per_person: int, people=PEOPLE) -> tuple[np.ndarray, np.ndarray]:
+    features, labels = embedded
+    keep = np.concatenate([np.flatnonzero(labels == p)[:per_person] for p in people])
+    return features[keep], labels[keep]

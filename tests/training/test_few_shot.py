@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
@@ -11,37 +9,14 @@ from app.artifacts import load_manifest
 from app.backends.sklearn_model import SklearnClassifier
 from app.dataset import Photo
 from app.recognizer import UNKNOWN, Recognizer
-from tests.training.conftest import PEOPLE, copy_photos
+from tests.training.conftest import PEOPLE, copy_photos, subset
 from training import sklearn_search
 from training.errors import TrainingInputError
-from training.faces import embed_photos, main_face_features
 from training.fitting import FitOptions
 from training.split import plan_evaluation
 from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def embedded(shared_photos, stages, cache) -> tuple[np.ndarray, np.ndarray]:
-    """One embedding row per photo of the first ten of each person, and the labels."""
-    detector, extractor = stages
-    photos = [
-        Photo(path, person, hashlib.sha256(path.read_bytes()).hexdigest())
-        for person, paths in shared_photos.items()
-        for path in paths
-    ]
-    faces, dropped = embed_photos(photos, detector, extractor, cache)
-    assert not dropped
-    return main_face_features([(p.label, faces[p]) for p in photos], True), np.array(
-        [p.label for p in photos]
-    )
-
-
-def subset(embedded, per_person: int, people=PEOPLE) -> tuple[np.ndarray, np.ndarray]:
-    features, labels = embedded
-    keep = np.concatenate([np.flatnonzero(labels == p)[:per_person] for p in people])
-    return features[keep], labels[keep]
 
 
 def served(model: sklearn_search.SvmModel, tmp_path, class_ids) -> SklearnClassifier:

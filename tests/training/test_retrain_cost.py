@@ -1,0 +1,75 @@
+"""A retrain pays for what it uses: no plotting library for a plot it does not draw, no second model load.
+
+Speed itself is measured in bench/retrain.py (docs/benchmarks.md); these tests hold the
+causes in place: what a warm svm run imports, and the confusion matrix drawn without matplotlib.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.config import PROJECT_ROOT
+from tests.training.conftest import copy_photos
+from training.report import DARK, LIGHT, plot_confusion
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from training.cli import main
+    code = main(sys.argv[1:])
+    heavy = {"matplotlib", "tensorflow", "keras", "keras_tuner"}
+    print(code, sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+    """
+)
+
+
+def test_an_svm_retrain_without_a_calibration_plot_never_imports_matplotlib(
+    tmp_path, shared_photos, cache_dir
+) -> None:
+    """Six photos each: a held-out split, the few-photo default threshold, so nothing needs matplotlib."""
+    data = copy_photos(tmp_path / "data", {p: paths[:6] for p, paths in shared_photos.items()})
+    argv = ["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quick"]
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv, "--cache-dir", str(cache_dir), "--version", "v1"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "0 []", run.stdout
+    version_dir = tmp_path / "artifacts" / "svm" / "v1"
+    assert (version_dir / "confusion_matrix.png").is_file()
+    assert not (version_dir / "open_set.png").exists()
+
+
+@pytest.mark.parametrize("method", ["held_out", "leave_one_photo_out"])
+def test_the_confusion_matrix_is_drawn_with_pillow(tmp_path, method) -> None:
+    rows = ["billy_boyd", "dominic_monaghan", "elijah_wood"]
+    metrics = {
+        "accuracy": 0.875,
+        "confusion_matrix": {
+            "rows": rows,
+            "columns": [*rows, "unknown", "(no face)"],
+            "matrix": [[8, 0, 0, 0, 0], [1, 6, 0, 1, 0], [0, 0, 8, 0, 0]],
+        },
+    }
+    path = tmp_path / "confusion_matrix.png"
+    plot_confusion(metrics, method, path)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+        width, height = image.size
+        assert 5 * 64 < width < 1200 and 3 * 64 < height < 800
+        pixels = np.asarray(image)
+    # The fullest cell is the darkest blue, an empty one the lightest; both appear.
+    colours = {tuple(c) for c in pixels.reshape(-1, 3)}
+    assert tuple(DARK) in colours and tuple(LIGHT) in colours
