@@ -211,7 +211,8 @@ class BlazeFaceDetector(FaceDetector):
         ``sure_score`` or more are kept as they are, every other one only if the checker finds
         it again (``verify_threshold``) on a crop around it. ``sure_score <= score_threshold``
         turns the check off. Tile candidates score at least ``tile_threshold`` and are all
-        checked, on a wider crop, against ``tile_verify_threshold``.
+        checked: as whole-photo ones if they score ``score_threshold``, else (or when that
+        check fails) on a wider crop, against ``tile_verify_threshold``.
 
         ``min_face``: the smallest face (working pixels) the default search tiles for; 0 never
         tiles. ``thorough_min_face`` is the same for ``thorough=True``.
