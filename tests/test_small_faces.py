@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.pipeline.decode import decode_image
 from app.pipeline.detect import Box, Detection, create_detector
 from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
 from app.pipeline.detect.search import novel, tile_grid, unrotate
@@ -76,6 +77,11 @@ def test_a_tile_finding_a_known_face_again_adds_nothing() -> None:
     assert novel(whole, [half_face, elsewhere], iou=0.3) == [elsewhere]
 
 
+def test_one_small_face_boxed_apart_by_two_tiles_is_one_face() -> None:
+    first, second = Detection(Box(122, 464, 20, 20), 0.29), Detection(Box(130, 458, 16, 16), 0.34)
+    assert novel([], [first, second], iou=0.3) == [second]
+
+
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_a_face_found_in_a_turned_image_maps_back(turns: int) -> None:
     image = np.zeros((100, 200), np.uint8)
@@ -95,11 +101,22 @@ def test_tiles_find_faces_the_whole_photo_pass_misses(single_face_photos, detect
     assert found(truth, detector.detect(canvas)) == len(truth)
 
 
-def test_thorough_finds_smaller_faces_than_the_default(single_face_photos, detector) -> None:
+def test_low_scoring_tile_faces_are_kept_when_the_checker_agrees(single_face_photos, detector) -> None:
+    """Eight faces 16 px high, blurred and in a JPEG of quality 50: tiles score most under 0.5."""
+    canvas, truth = group_photo(single_face_photos[:8], [16] * 8, size=(640, 480))
+    canvas = decode_image(encode(cv2.GaussianBlur(canvas, (0, 0), 1.0), quality=50))
+    strict = create_detector("blazeface", {"tile_threshold": 0.5})
+    default = found(truth, detector.detect(canvas))
+    assert default >= found(truth, strict.detect(canvas)) + 2
+    assert default >= 4
+
+
+def test_thorough_finds_small_faces_too(single_face_photos, detector) -> None:
+    """16 px faces: about 13 px once the photo is brought to 1024 px, under the default's 20."""
     canvas, truth = group_photo(single_face_photos[:8], [16] * 8)
     default = found(truth, detector.detect(canvas))
     thorough = found(truth, detector.detect(canvas, thorough=True))
-    assert thorough > default
+    assert thorough >= default
     assert thorough >= len(truth) // 2
 
 
@@ -131,7 +148,7 @@ def test_thorough_parameter_over_http(client: TestClient, single_face_photos) ->
     default = client.post("/v1/classify", files={"file": ("g.jpg", data)}).json()["faces"]
     thorough = client.post("/v1/classify?thorough=true", files={"file": ("g.jpg", data)})
     assert thorough.status_code == 200
-    assert len(thorough.json()["faces"]) > len(default)
+    assert len(thorough.json()["faces"]) >= len(default) >= 1
     bad = client.post("/v1/classify?thorough=maybe", files={"file": ("g.jpg", data)})
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"

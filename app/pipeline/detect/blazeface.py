@@ -10,11 +10,17 @@ it finds reliably (see detect/search.py and bench/detection.py). When nothing is
 found, its first model is tried on the photo turned by a quarter, three quarters and
 a half turn, for photos stored sideways without an EXIF tag.
 
-Scores: candidates from 0.5 (MediaPipe's own threshold). On the face-free set of
-bench/detection.py, whole-photo candidates reached 0.79 and tile candidates 0.87,
+Scores: whole-photo candidates from 0.5 (MediaPipe's own threshold). On the face-free
+set of bench/detection.py, whole-photo candidates reached 0.79 and tile candidates 0.87,
 while no candidate scored 0.5 when the full-range model looked again at a crop
 four faces wide around it; so whole-photo faces under 0.85 and all tile faces are
 kept only if that second look finds them (zero false positives on that set).
+
+A 20 px face reaches the back model at 12 px in its tile, and most score 0.2 to 0.5
+there; so tile candidates count from 0.2. Those under 0.5, and those the first check
+rejects, are kept only if the full-range model finds them at 0.6 or more on a crop six
+faces wide, which no candidate of a second face-free set (another seed) reached
+(highest 0.53), while it keeps most true small faces (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -165,9 +171,11 @@ class _Model:
         return found
 
 
-#: A candidate is checked by this model on a crop this many face heights wide (measured, see the module doc).
+#: A candidate is checked by this model on a crop this many face heights wide: ``VERIFY_CONTEXT``
+#: for whole-photo faces, ``TILE_VERIFY_CONTEXT`` for tile faces (measured, see the module doc).
 VERIFY_MODEL = "full_range"
 VERIFY_CONTEXT = 4.0
+TILE_VERIFY_CONTEXT = 6.0
 
 
 class _Nets:
@@ -193,6 +201,8 @@ class BlazeFaceDetector(FaceDetector):
         sure_score: float = 0.85,
         verify_threshold: float = 0.5,
         tile_model: str = "back",
+        tile_threshold: float = 0.2,
+        tile_verify_threshold: float = 0.6,
         min_face: int = 20,
         thorough_min_face: int = 10,
         quarter_turns: bool = True,
@@ -200,7 +210,9 @@ class BlazeFaceDetector(FaceDetector):
         """Candidates score at least ``score_threshold``; those from the whole photo scoring
         ``sure_score`` or more are kept as they are, every other one only if the checker finds
         it again (``verify_threshold``) on a crop around it. ``sure_score <= score_threshold``
-        turns the check off.
+        turns the check off. Tile candidates score at least ``tile_threshold`` and are all
+        checked: as whole-photo ones if they score ``score_threshold``, else (or when that
+        check fails) on a wider crop, against ``tile_verify_threshold``.
 
         ``min_face``: the smallest face (working pixels) the default search tiles for; 0 never
         tiles. ``thorough_min_face`` is the same for ``thorough=True``.
@@ -215,6 +227,8 @@ class BlazeFaceDetector(FaceDetector):
         self.sure_score = sure_score
         self.verify_threshold = verify_threshold
         self.tile_model = tile_model
+        self.tile_threshold = tile_threshold
+        self.tile_verify_threshold = tile_verify_threshold
         self.min_face = min_face
         self.thorough_min_face = thorough_min_face
         self.quarter_turns = quarter_turns
@@ -232,6 +246,8 @@ class BlazeFaceDetector(FaceDetector):
             "sure_score": self.sure_score,
             "verify_threshold": self.verify_threshold,
             "tile_model": self.tile_model,
+            "tile_threshold": self.tile_threshold,
+            "tile_verify_threshold": self.tile_verify_threshold,
             "min_face": self.min_face,
             "thorough_min_face": self.thorough_min_face,
             "quarter_turns": self.quarter_turns,
@@ -256,8 +272,14 @@ class BlazeFaceDetector(FaceDetector):
         whole = self._whole(nets, rgb)
         if not min_face:
             return whole
-        tiled = novel(whole, self._tiles(nets, rgb, min_face), self.nms_iou)
-        return whole + self._confirmed(nets, rgb, tiled, sure=1.0)  # tiles fool the model more often
+        # Every tile face is checked, since tiles fool the model more often: as a whole-photo
+        # face when it scores ``score_threshold``, else (or when that fails) more strictly.
+        return whole + [
+            face
+            for face in novel(whole, self._tiles(nets, rgb, min_face), self.nms_iou)
+            if (face.score >= self.score_threshold and self._seen_again(nets, rgb, face))
+            or self._seen_again(nets, rgb, face, TILE_VERIFY_CONTEXT, self.tile_verify_threshold)
+        ]
 
     def _whole(self, nets: _Nets, rgb: np.ndarray) -> list[Detection]:
         for model in nets.cascade:
@@ -267,7 +289,8 @@ class BlazeFaceDetector(FaceDetector):
         return []
 
     def _tiles(self, nets: _Nets, rgb: np.ndarray, min_face: int) -> list[Detection]:
-        """The tile model on squares that show a ``min_face`` face at the size it finds reliably.
+        """The tile model, down to ``tile_threshold``, on squares that show a ``min_face`` face
+        at the smallest size it finds.
 
         Neighbouring tiles overlap by more than the smallest face the whole-photo pass
         finds, so a face cut by one tile's edge lies whole in the next or was found whole.
@@ -276,14 +299,15 @@ class BlazeFaceDetector(FaceDetector):
         spec = nets.tile.spec
         side = round(spec.input_size * min_face / spec.min_face)
         if max(width, height) <= side:
-            # One tile is the whole photo: the upscaling letterbox already shows it large enough.
-            return [] if nets.cascade[0] is nets.tile else self._run(nets.tile, rgb)
+            # One tile is the whole photo, already searched: looking again down to tile_threshold
+            # would double the cost of the common small portrait for faces it rarely holds.
+            return [] if nets.cascade[0] is nets.tile else self._run(nets.tile, rgb, self.tile_threshold)
         first = nets.cascade[0].spec
         overlap = min(side // 2, round(1.5 * first.min_face * max(width, height) / first.input_size))
         found = []
         for tile in tile_grid(width, height, side, overlap):
             x, y, w, h = tile
-            for face in self._run(nets.tile, rgb[y : y + h, x : x + w]):
+            for face in self._run(nets.tile, rgb[y : y + h, x : x + w], self.tile_threshold):
                 if face.box.height < overlap and cut_by_inner_edge(face, tile, width, height):
                     continue  # whole in a neighbouring tile
                 found.append(face.moved(x, y))
@@ -292,32 +316,39 @@ class BlazeFaceDetector(FaceDetector):
     def _confirmed(
         self, nets: _Nets, rgb: np.ndarray, faces: list[Detection], sure: float
     ) -> list[Detection]:
-        """Faces scoring ``sure`` or more, and the others the checker finds again on a crop around them.
+        """Faces scoring ``sure`` or more, and the others the checker finds again."""
+        if sure <= self.score_threshold:
+            return faces
+        return [face for face in faces if face.score >= sure or self._seen_again(nets, rgb, face)]
+
+    def _seen_again(
+        self,
+        nets: _Nets,
+        rgb: np.ndarray,
+        face: Detection,
+        context: float = VERIFY_CONTEXT,
+        threshold: float | None = None,
+    ) -> bool:
+        """The checker finds the face again, scoring ``threshold`` (default ``verify_threshold``),
+        on a crop ``context`` faces wide around it.
 
         Seen larger and with context, a real face stays a face to a second model, while
         the textures that fool one model at one scale (smooth colour noise, foliage) do not.
         """
-        if sure <= self.score_threshold:
-            return faces
         height, width = rgb.shape[:2]
-        kept = []
-        for face in faces:
-            if face.score >= sure:
-                kept.append(face)
-                continue
-            box = face.box
-            cx, cy = box.x + box.width / 2, box.y + box.height / 2
-            half = max(box.width, box.height) * VERIFY_CONTEXT / 2
-            x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
-            x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
-            again = nets.verify.detect(rgb[y0:y1, x0:x1], self.verify_threshold, self.nms_iou)
-            if any(
-                abs(a.box.x + a.box.width / 2 + x0 - cx) <= box.width / 2
-                and abs(a.box.y + a.box.height / 2 + y0 - cy) <= box.height / 2
-                for a in again
-            ):
-                kept.append(face)
-        return kept
+        box = face.box
+        cx, cy = box.x + box.width / 2, box.y + box.height / 2
+        half = max(box.width, box.height) * context / 2
+        x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
+        x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
+        again = nets.verify.detect(
+            rgb[y0:y1, x0:x1], self.verify_threshold if threshold is None else threshold, self.nms_iou
+        )
+        return any(
+            abs(a.box.x + a.box.width / 2 + x0 - cx) <= box.width / 2
+            and abs(a.box.y + a.box.height / 2 + y0 - cy) <= box.height / 2
+            for a in again
+        )
 
-    def _run(self, model: _Model, rgb: np.ndarray) -> list[Detection]:
-        return model.detect(rgb, self.score_threshold, self.nms_iou)
+    def _run(self, model: _Model, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
+        return model.detect(rgb, self.score_threshold if threshold is None else threshold, self.nms_iou)

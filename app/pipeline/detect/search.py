@@ -44,17 +44,29 @@ def cut_by_inner_edge(face: Detection, tile: tuple[int, int, int, int], width: i
 
 
 def _overlaps(a: Box, b: Box, iou: float) -> bool:
-    """Same face: boxes overlap by more than ``iou``, or one lies mostly inside the other.
+    """Same face: boxes overlap by more than ``iou``, one lies mostly inside the other, or
+    the centre of one lies inside the other.
 
     The second test removes the half face a tile saw at its edge when the whole face
-    was found elsewhere, whose IoU with the whole face is small.
+    was found elsewhere, whose IoU with the whole face is small; the third, the same
+    small face boxed a few pixels apart by two tiles, at low scores.
     """
     w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
     h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
     if w <= 0 or h <= 0:
         return False
     inter = w * h
-    return inter / (a.area + b.area - inter) > iou or inter / min(a.area, b.area) > 0.6
+    return (
+        inter / (a.area + b.area - inter) > iou
+        or inter / min(a.area, b.area) > 0.6
+        or _centre_inside(a, b)
+        or _centre_inside(b, a)
+    )
+
+
+def _centre_inside(a: Box, b: Box) -> bool:
+    cx, cy = a.x + a.width / 2, a.y + a.height / 2
+    return b.x <= cx <= b.x + b.width and b.y <= cy <= b.y + b.height
 
 
 def novel(known: list[Detection], candidates: list[Detection], iou: float) -> list[Detection]:
