@@ -1,4 +1,7 @@
-"""The svm backend's unchecked path for calibrated SVMs answers exactly as scikit-learn does.
+"""Shortcuts of the served svm model answer exactly as the long way does.
+
+The backend's unchecked path for calibrated SVMs against scikit-learn's ``predict_proba``,
+and the unknown rule's normalised references against ``nearest_distance``.
 
 Real embeddings: the training faces of the committed svm model (its references.npy), and
 models fitted on them the way training fits its candidates.
@@ -17,6 +20,7 @@ from sklearn.svm import SVC
 from app.artifacts import load_manifest, resolve_version_dir
 from app.backends import load_classifier
 from app.backends.sklearn_model import CalibratedSVC, SklearnClassifier
+from app.unknown import UnknownRule, nearest_distance
 from tests.conftest import ARTIFACTS
 
 
@@ -70,3 +74,12 @@ def test_any_other_model_is_answered_by_scikit_learn(committed) -> None:
     ).fit(embeddings, labels)
     assert CalibratedSVC.build(model) is None
     assert SklearnClassifier(model)._predict_proba == model.predict_proba
+
+
+def test_the_unknown_rule_measures_as_nearest_distance_does(committed) -> None:
+    _, embeddings = committed
+    version_dir = resolve_version_dir(ARTIFACTS, "svm")
+    rule = UnknownRule.load(version_dir, load_manifest(version_dir).unknown.threshold or 0.0)
+    strangers = np.random.default_rng(0).standard_normal((20, embeddings.shape[1])).astype(np.float32)
+    for rows in (embeddings, embeddings[:1], strangers):
+        assert np.array_equal(rule.distances(rows), nearest_distance(rows, rule.references))
