@@ -65,7 +65,7 @@ RUN case "$BACKEND" in \
 #   dynamic symbols that loading needs. A library strip broke would fail to load: after
 #   stripping, the last step below builds every detector and feature extractor (their
 #   networks, Haar cascades and libraries loaded) and imports the backend;
-# - OpenCV's Haar cascades but the two app/pipeline/detect/haar.py loads (8 MB).
+# - OpenCV's Haar cascades but the two app/pipeline/detect/haar.py loads (8.5 MB).
 # The trainer image (FROM api) has the same packages: training runs no test suite either.
 RUN cd /opt/venv/lib/python3*/site-packages \
  && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} + \
@@ -130,7 +130,8 @@ ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_TRUSTED_HOST
 ARG PIP_DEFAULT_TIMEOUT=120
-RUN python /tmp/build/wheels/pip-*.whl/pip install --quiet --no-cache-dir --no-compile \
+# (The glob names the wheel file; pip runs from inside it, as <wheel>/pip.)
+RUN python "$(echo /tmp/build/wheels/pip-*.whl)/pip" install --quiet --no-cache-dir --no-compile \
         --disable-pip-version-check --cert /etc/ssl/certs/ca-certificates.crt \
         -c /tmp/build/src/constraints.txt "/tmp/build/src[train]" \
  && python -m compileall -q /opt/venv/lib \
