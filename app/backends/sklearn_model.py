@@ -66,12 +66,17 @@ class SklearnClassifier(Classifier):
     def __init__(self, estimator) -> None:
         self.estimator = estimator
         self._predict_proba = estimator.predict_proba
-        fast = CalibratedSVC.build(estimator)
-        if fast is not None:
-            if fast.matches():
-                self._predict_proba = fast.predict_proba
-            else:
-                log.warning("the unchecked SVC path differs from scikit-learn's; using scikit-learn's")
+        try:
+            # Private attributes of scikit-learn 1.9: another release may rename them.
+            fast = CalibratedSVC.build(estimator)
+            same = fast is not None and fast.matches()
+        except (AttributeError, TypeError, ValueError) as exc:
+            fast, same = None, False
+            log.warning("the unchecked SVC path failed (%s); scikit-learn answers", exc)
+        if fast is not None and same:
+            self._predict_proba = fast.predict_proba
+        elif fast is not None:
+            log.warning("the unchecked SVC path differs from scikit-learn's; scikit-learn answers")
 
     @classmethod
     def load(cls, version_dir: Path, manifest: Manifest) -> SklearnClassifier:
