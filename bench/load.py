@@ -18,8 +18,9 @@ first N people in the shared data) instead of ``--photo``.
 Each round sends ``--requests`` requests from ``--clients`` concurrent clients (asyncio +
 httpx, one keep-alive connection each) and stops early at ``--max-seconds``. It reports
 errors (any answer but 200, or a dropped connection), latency p50/p95/p99, throughput,
-and the server's resident memory (VmRSS of the server process and all its children)
-before and after. Only loopback addresses are accepted. ``--json FILE`` writes the
+the server's resident memory (VmRSS of the server process and all its children)
+before and after, and the CPU time per request sent of the server (the same processes) and
+of this client. Only loopback addresses are accepted. ``--json FILE`` writes the
 results. The numbers in docs/load.md come from this script.
 """
 
@@ -83,6 +84,19 @@ def server_rss(pid: int) -> dict[str, int]:
         processes[str(p)] = _rss(p)
         todo.extend(_children(p))
     return {"total": sum(processes.values()), **processes}
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every descendant."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        todo.extend(_children(p))
+    return total
 
 
 def listening_pid(url: str) -> int | None:
@@ -299,6 +313,8 @@ def bench(url: str, pid: int | None, args: argparse.Namespace) -> dict:
     rounds = []
     for number in range(1, args.rounds + 1):
         before = server_rss(pid) if pid else None
+        cpu_before = (server_cpu(pid) if pid else 0.0, time.process_time())
+        load_before = os.getloadavg()[0]
         counters = server_counters(url) if args.overload else Counter()
         result = asyncio.run(
             run_load(
@@ -308,7 +324,13 @@ def bench(url: str, pid: int | None, args: argparse.Namespace) -> dict:
         if args.overload:
             result["server"] = server_view(counters, server_counters(url))
         after = server_rss(pid) if pid else None
+        # CPU per request sent: on a shared machine a steadier measure of the server's cost than
+        # throughput, which the other users' load moves (this client shares the cores too).
+        sent = max(1, result["requests"])
+        result["client_cpu_ms_per_request"] = round((time.process_time() - cpu_before[1]) / sent * 1000, 2)
+        result["load_average_at_start"] = round(load_before, 2)
         if pid:
+            result["server_cpu_ms_per_request"] = round((server_cpu(pid) - cpu_before[0]) / sent * 1000, 2)
             result["rss_before_mb"] = round(before["total"] / 2**20, 1)
             result["rss_after_mb"] = round(after["total"] / 2**20, 1)
             result["processes"] = len(after) - 1

@@ -3,6 +3,10 @@
 ``create_app`` builds one of each part (settings, metrics, model host, admission, the
 inference threads) and keeps it on ``app.state``; the functions here are its only
 readers. A test swaps a part with ``app.dependency_overrides[model_host] = ...``.
+
+They are ``async def`` although none awaits anything: FastAPI runs a plain ``def``
+dependency on its thread pool, and a classify request resolves seven of them, so as
+functions they cost seven thread hand-offs per photo (docs/benchmarks.md, issue 14).
 """
 
 from __future__ import annotations
@@ -21,23 +25,23 @@ from app.model_host import ModelHost
 from app.recognizer import Recognizer
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def metrics(request: Request) -> Metrics:
+async def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def model_host(request: Request) -> ModelHost:
+async def model_host(request: Request) -> ModelHost:
     return request.app.state.model_host
 
 
-def admission(request: Request) -> Admission:
+async def admission(request: Request) -> Admission:
     return request.app.state.admission
 
 
-def executor(request: Request) -> Executor:
+async def executor(request: Request) -> Executor:
     """The inference threads; created by the lifespan, so only there while the app runs."""
     return request.app.state.executor
 
@@ -49,7 +53,7 @@ AdmissionDep = Annotated[Admission, Depends(admission)]
 ExecutorDep = Annotated[Executor, Depends(executor)]
 
 
-def ready_model(host: ModelHostDep) -> Recognizer:
+async def ready_model(host: ModelHostDep) -> Recognizer:
     """The served model, or a 503 problem while it is still loading (or failed to load).
 
     A request reads the model once, here, so all of its answer comes from one version
@@ -61,7 +65,7 @@ def ready_model(host: ModelHostDep) -> Recognizer:
     return model
 
 
-def inference(
+async def inference(
     settings: SettingsDep, metrics: MetricsDep, admission: AdmissionDep, executor: ExecutorDep
 ) -> Inference:
     return Inference(settings, metrics, admission, executor)
