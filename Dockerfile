@@ -24,8 +24,9 @@ RUN apt-get update \
 
 # ---- builder: a venv with the project and the backend's extra -----------------------------
 FROM base AS builder
+# binutils for strip, below; it stays in this stage.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-venv \
+ && apt-get install -y --no-install-recommends python3-venv binutils \
  && rm -rf /var/lib/apt/lists/*
 # Debian's Python refuses system-wide pip installs, hence the venv, copied whole below.
 RUN python3 -m venv /opt/venv
@@ -55,17 +56,35 @@ RUN case "$BACKEND" in \
  && pip install --quiet -c constraints.txt ".[$extra]" \
  && pip uninstall --quiet -y hobbit-classifier \
  && rm -rf app build *.egg-info
+# What the service never runs or reads, measured in the svm image (docs/docker.md):
+# - the packages' own test suites (about 70 MB, mostly NumPy's and SciPy's);
+# - ONNX Runtime's model tools (quantization, tools, transformers; about 9 MB) and its C API
+#   library libonnxruntime.so (35 MB): the Python module has the runtime built in and never
+#   loads that file (not in its DT_NEEDED, never in a serving process's memory map);
+# - the symbol tables of the wheels' shared libraries (about 40 MB for svm): strip keeps the
+#   dynamic symbols that loading needs. A library strip broke would fail to load: after
+#   stripping, the last step below builds every detector and feature extractor (their
+#   networks, Haar cascades and libraries loaded) and imports the backend;
+# - OpenCV's Haar cascades but the two app/pipeline/detect/haar.py loads (8.5 MB).
+# The trainer image (FROM api) has the same packages: training runs no test suite either.
+RUN cd /opt/venv/lib/python3*/site-packages \
+ && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} + \
+ && rm -rf onnxruntime/quantization onnxruntime/tools onnxruntime/transformers \
+           onnxruntime/capi/libonnxruntime.so.* \
+ && find /opt/venv -type f \( -name '*.so' -o -name '*.so.*' \) -exec strip --strip-unneeded {} + \
+ && find cv2/data -name 'haarcascade_*.xml' ! -name haarcascade_frontalface_default.xml \
+        ! -name haarcascade_eye.xml -delete
 # Serving never imports the training package (tests/test_architecture.py), so only app/ is
-# installed here; the trainer stage below adds training/. Then what the service never runs:
-# the packages' own test suites (about 70 MB, mostly NumPy's and SciPy's) and ONNX Runtime's
-# model tools (quantization, transformers; about 9 MB).
+# installed here; the trainer stage below adds training/.
 COPY app ./app
 RUN pip install --quiet --no-deps --no-compile . \
  && python -m compileall -q /opt/venv/lib \
  && pip uninstall --quiet -y pip setuptools \
- && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} + \
- && cd /opt/venv/lib/python3*/site-packages/onnxruntime \
- && rm -rf quantization tools transformers
+ && python -c "from app.backends import BACKENDS; \
+from app.pipeline.detect import DETECTORS, create_detector; \
+from app.pipeline.features import FEATURES, create_extractor; \
+[create_detector(name) for name in DETECTORS.names]; [create_extractor(name) for name in FEATURES.names]; \
+BACKENDS.load('$BACKEND')"
 
 # ---- api: the service ------------------------------------------------------------------------
 FROM base AS api
