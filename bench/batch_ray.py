@@ -54,7 +54,6 @@ LAYOUTS = "1x1,2x1,1x2"
 #: retitles a worker after each task it runs); checked in this order.
 ROLES = {
     "classifying actors": ("PhotoClassifier",),
-    "reading tasks": ("ReadBinary",),
     "writing tasks": ("Write",),
     "Ray Data's own actors": ("_StatsActor", "_AutoscalingCoordinatorActor", "ActorLocationTracker"),
     "idle workers": ("ray::",),
