@@ -6,13 +6,11 @@ so the hammering runs in a child process: a crash fails this test, not the suite
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import threading
 
-from app.config import PROJECT_ROOT
 from app.pipeline.detect.haar import HaarDetector
+from tests.fresh_python import run_python
 
 HAMMER = textwrap.dedent(
     """
@@ -44,14 +42,7 @@ HAMMER = textwrap.dedent(
 
 def test_detectors_and_embedder_survive_many_threads(one_face) -> None:
     for name in ("haar", "blazeface"):
-        run = subprocess.run(
-            [sys.executable, "-c", HAMMER, name, str(one_face.path)],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
+        run = run_python(HAMMER, name, str(one_face.path), timeout=300)
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == "ok 1"
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
-from app.config import PROJECT_ROOT
+from tests.fresh_python import run_python
 
 SCRIPT = textwrap.dedent(
     """
@@ -24,13 +22,6 @@ SCRIPT = textwrap.dedent(
 
 
 def test_svm_never_imports_tensorflow() -> None:
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    run = run_python(SCRIPT, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"

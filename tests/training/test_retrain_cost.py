@@ -6,15 +6,13 @@ causes in place: what a warm svm run imports, and the confusion matrix drawn wit
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.config import PROJECT_ROOT
+from tests.fresh_python import run_python
 from tests.training.conftest import copy_photos
 from training.report import DARK, LIGHT, plot_confusion
 
@@ -37,14 +35,7 @@ def test_an_svm_retrain_without_a_calibration_plot_never_imports_matplotlib(
     """Six photos each: a held-out split, the few-photo default threshold, so nothing needs matplotlib."""
     data = copy_photos(tmp_path / "data", {p: paths[:6] for p, paths in shared_photos.items()})
     argv = ["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quick"]
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *argv, "--cache-dir", str(cache_dir), "--version", "v1"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    run = run_python(SCRIPT, *argv, "--cache-dir", str(cache_dir), "--version", "v1", timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "0 []", run.stdout
     version_dir = tmp_path / "artifacts" / "svm" / "v1"
