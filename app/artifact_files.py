@@ -15,6 +15,8 @@ MANIFEST = "manifest.json"
 
 #: The fitted classifier, one per backend kind.
 SKLEARN_MODEL = "model.skops"
+#: The scikit-learn model exported to ONNX, when it converts exactly: what the service runs.
+SKLEARN_ONNX = "model.onnx"
 KERAS_MODEL = "model.keras"
 #: The training faces' embeddings, which the "unknown" rule measures distances to.
 REFERENCES = "references.npy"

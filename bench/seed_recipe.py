@@ -28,7 +28,7 @@ from app.artifacts import (
     load_manifest,
     resolve_version_dir,
 )
-from app.backends.sklearn_model import SklearnClassifier
+from app.backends.sklearn_model import load_estimator
 from app.pipeline.detect.haar import CASCADE_DIR
 from app.pipeline.features.wavelet import WaveletFeatures
 from app.recognizer import Recognizer
@@ -75,7 +75,7 @@ def main() -> int:
         classic_dir = train(
             TrainConfig(data=args.data, artifacts=Path(tmp), detector="haar", features="wavelet")
         )
-        estimator = SklearnClassifier.load(classic_dir, load_manifest(classic_dir)).estimator
+        estimator = load_estimator(classic_dir, load_manifest(classic_dir))
         classic = Recognizer.from_artifact(classic_dir)
     wavelet = WaveletFeatures()
     default_dir = resolve_version_dir(args.artifacts, "svm")

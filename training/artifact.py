@@ -61,6 +61,7 @@ class TrainedArtifact:
         """
         version_dir.mkdir(parents=True, exist_ok=False)
         self.model.save(version_dir)
+        self.manifest.classifier = self.model.summary  # saving may add how the model is served
         if self.unknown is not None:
             self.unknown.save(version_dir)
         if plots and self.threshold.calibration is not None:

@@ -93,6 +93,8 @@ def write_report(manifest: Manifest, path: Path) -> None:
         classifier.get("search", ""),
         "",
     ]
+    if classifier.get("serving"):
+        lines += [f"Serving: {classifier['serving']}.", ""]
     if classifier.get("candidates"):
         # Cross-validated for svm, on a validation split for cnn: the column says which.
         key = (

@@ -29,8 +29,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
 
+from app.artifact_files import SKLEARN_ONNX
 from app.backends.sklearn_model import SklearnClassifier
 from training.fitting import FitOptions
+from training.onnx_export import export_onnx
 
 #: Fewest photos of every person for the model search to be a candidate: below it a
 #: 5-fold search and its probability calibration train on one or two faces per person.
@@ -89,12 +91,22 @@ def search_candidates(seed: int, quick: bool) -> dict[str, tuple[Any, dict[str, 
 class SvmModel:
     estimator: Any
     summary: dict[str, Any]
+    #: The training faces, which the ONNX export is checked on when the model is saved.
+    features: np.ndarray
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return self.estimator.predict_proba(features)
 
     def save(self, version_dir: Path) -> None:
+        """The skops model, and its ONNX export if it answers alike; ``summary["serving"]`` says which.
+
+        Exported here rather than when fitting: cross-validated evaluation fits a model per
+        held-out photo and never saves them.
+        """
         SklearnClassifier.save(self.estimator, version_dir)
+        exported, self.summary["serving"] = export_onnx(self.estimator, self.features)
+        if exported is not None:
+            (version_dir / SKLEARN_ONNX).write_bytes(exported)
 
 
 def fit(
@@ -113,7 +125,8 @@ def fit(
         model = DummyClassifier(strategy="prior").fit(features, labels)
         return SvmModel(
             model,
-            _fixed(
+            features=features,
+            summary=_fixed(
                 "single_person",
                 f"one person ({people[0]}): every face is them, unless the unknown rule says otherwise",
             ),
@@ -122,7 +135,8 @@ def fit(
         model = few_shot_candidates(1, len(labels))["knn"][0].set_params(model__n_neighbors=1)
         return SvmModel(
             model.fit(features, labels),
-            _fixed(
+            features=features,
+            summary=_fixed(
                 "knn",
                 f"{people[counts.argmin()]} has 1 training photo, so no cross-validation is "
                 "possible; the nearest training face decides (with one photo per person, the "
@@ -173,7 +187,7 @@ def fit(
         # predictions; an ensemble of five would make the artifact five times larger.
         best = CalibratedClassifierCV(clone(best), cv=cv, method="sigmoid", ensemble=False)
         summary["calibration"] = f"sigmoid, on {folds}-fold out-of-fold predictions"
-    return SvmModel(best.fit(features, labels), summary)
+    return SvmModel(best.fit(features, labels), summary, features)
 
 
 def _fixed(winner: str, why: str, params: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions for the networks committed in ``app/pipeline/models``.
+"""ONNX Runtime sessions: the networks committed in ``app/pipeline/models``, and model files.
 
 Unlike a ``cv2.dnn.Net``, an ``InferenceSession`` may be ``run()`` by several threads at
 once, so each model is loaded once per process and shared by the inference threads; no
@@ -15,6 +15,7 @@ core the other photo needs.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import onnxruntime as ort
 
@@ -34,9 +35,14 @@ def default_intra_op_threads() -> int:
 
 def load_session(model: str, intra_op_threads: int) -> ort.InferenceSession:
     """The committed ONNX ``model`` on the CPU, ``intra_op_threads`` threads per ``run()``."""
+    return session_from_file(model_file(model), intra_op_threads)
+
+
+def session_from_file(path: Path, intra_op_threads: int) -> ort.InferenceSession:
+    """The ONNX model at ``path`` on the CPU, ``intra_op_threads`` threads per ``run()``."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1  # the graphs are chains: nothing runs in parallel between ops
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model_file(model)), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.artifacts import load_manifest
+from app.backends import Classifier
 from app.backends.sklearn_model import SklearnClassifier
 from app.dataset import Photo
 from app.recognizer import UNKNOWN, Recognizer
@@ -19,10 +20,11 @@ from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
 pytestmark = pytest.mark.slow
 
 
-def served(model: sklearn_search.SvmModel, tmp_path, class_ids) -> SklearnClassifier:
-    """The model saved with skops and loaded back through the serving backend's allow-list."""
+def served(model: sklearn_search.SvmModel, tmp_path, class_ids) -> Classifier:
+    """The model saved and loaded back as the service would: its ONNX export, or skops' allow-list."""
     model.save(tmp_path)
-    manifest = type("M", (), {"class_ids": list(class_ids)})()
+    files = {path.name: "" for path in tmp_path.iterdir()}
+    manifest = type("M", (), {"class_ids": list(class_ids), "files": files})()
     return SklearnClassifier.load(tmp_path, manifest)
 
 
