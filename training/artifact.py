@@ -33,6 +33,8 @@ LIBRARIES = (
     "scikit-learn",
     "PyWavelets",
     "skops",
+    "skl2onnx",
+    "onnxruntime",
     "tensorflow-cpu",
     "keras",
 )
