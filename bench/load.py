@@ -132,7 +132,7 @@ def listening_pid(url: str) -> int | None:
 # --- a server of our own -------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -141,7 +141,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def start_server(workers: int, log: Path, timeout: float = 180.0) -> Iterator[tuple[str, int]]:
     """``python -m app serve`` with ``workers`` workers on a free loopback port; waits for every model."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "INFO"}
     with log.open("wb") as out:
         process = subprocess.Popen(
