@@ -149,8 +149,10 @@ def curve(stages: Stages, classes, train, test, faces, draws: int, seed: int) ->
     return rows
 
 
-def thresholds(stages: Stages, train: list[Photo], faces, draws: int, seed: int) -> dict[int, float]:
-    """Per k: the 99th percentile distance from a person's other photos to the nearest of k of theirs."""
+def thresholds(
+    stages: Stages, train: list[Photo], faces, draws: int, seed: int, percentile: float = PERCENTILE
+) -> dict[int, float]:
+    """Per k: the percentile (99th) distance from a person's other photos to the nearest of k of theirs."""
     features = stages.features_of(train, faces)
     labels = np.array([p.label for p in train])
     rng = np.random.default_rng(seed)
@@ -163,7 +165,7 @@ def thresholds(stages: Stages, train: list[Photo], faces, draws: int, seed: int)
                 refs = rng.choice(theirs, k, replace=False)
                 rest = np.setdiff1d(theirs, refs)
                 distances.append(nearest_distance(features[rest], features[refs]))
-        table[k] = round(float(np.percentile(np.concatenate(distances), PERCENTILE)), 3)
+        table[k] = round(float(np.percentile(np.concatenate(distances), percentile)), 3)
     return table
 
 
@@ -248,6 +250,9 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve.png")
     parser.add_argument("--thresholds", action="store_true", help="measure the unknown defaults instead")
+    parser.add_argument(
+        "--percentile", type=float, default=PERCENTILE, help="with --thresholds: which one (default 99)"
+    )
     parser.add_argument("--newcomer", action="store_true", help="one person with few photos among many")
     args = parser.parse_args()
 
@@ -255,8 +260,8 @@ def main() -> int:
     dataset, faces = usable_photos(scan(args.data), stages)
     plan = plan_evaluation(dataset.photos, 0.2, args.seed)
     if args.thresholds:
-        table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed)
-        print(f"p{PERCENTILE:g} distance to the nearest of k reference photos, training split:", table)
+        table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed, args.percentile)
+        print(f"p{args.percentile:g} distance to the nearest of k reference photos, training split:", table)
         return 0
     if args.newcomer:
         print(
