@@ -25,20 +25,17 @@ person (the learning curve's draws): end-to-end accuracy.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
-from learning_curve import DATA, draw
+from learning_curve import draw, shared_split
 from unknown_rules import auc
 
-from app.dataset import Photo, scan
+from app.dataset import Photo
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, decode_photo
 from app.unknown import l2_normalise
-from training.cache import PhotoFaces, default_cache_dir
-from training.split import plan_evaluation
-from training.train import Stages, TrainConfig, usable_photos
+from training.cache import PhotoFaces
+from training.train import Stages
 
 SIZES = (1, 2, 3, 5, 10)
 
@@ -56,16 +53,7 @@ def mirrored(stages: Stages, photos: list[Photo], faces: dict[Photo, PhotoFaces]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
-    args = parser.parse_args()
-    stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
-    dataset, faces = usable_photos(scan(args.data), stages)
-    plan = plan_evaluation(dataset.photos, 0.2, args.seed)
+    args, stages, _, faces, plan = shared_split(__doc__)
     everyone = [*plan.train, *plan.test]
     start = time.perf_counter()
     mirror = mirrored(stages, everyone, faces)

@@ -30,17 +30,10 @@ Three tables (docs/benchmarks.md, "Few photos per person"):
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-from learning_curve import DATA, draw, largest_face
+from learning_curve import draw, largest_face, shared_split
 
-from app.dataset import scan
 from app.unknown import l2_normalise
-from training.cache import default_cache_dir
-from training.split import plan_evaluation
-from training.train import Stages, TrainConfig, usable_photos
 from training.unknown_threshold import DEFAULT_THRESHOLDS
 
 SIZES = (1, 2, 3, 5, 10)
@@ -100,16 +93,7 @@ def leave_one_person_out(features, labels, k, rng, draws=20):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
-    args = parser.parse_args()
-    stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
-    dataset, faces = usable_photos(scan(args.data), stages)
-    plan = plan_evaluation(dataset.photos, 0.2, args.seed)
+    args, stages, _, faces, plan = shared_split(__doc__)
     features = l2_normalise(stages.features_of(plan.train, faces))
     labels = np.array([p.label for p in plan.train])
     test = l2_normalise(np.stack([largest_face(faces[p]) for p in plan.test]))

@@ -20,33 +20,9 @@ from training.report import DARK, LIGHT, plot_confusion
 
 pytestmark = pytest.mark.slow
 
+#: A command run, reporting its exit code, the heavy libraries it imported, and how many
+#: scikit-learn, SciPy and skops modules it imported, with those the main thread imported first.
 SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from training.cli import main
-    code = main(sys.argv[1:])
-    heavy = {"matplotlib", "tensorflow", "keras", "keras_tuner"}
-    print(code, sorted(m for m in sys.modules if m.split(".")[0] in heavy))
-    """
-)
-
-
-def test_an_svm_retrain_without_a_calibration_plot_never_imports_matplotlib(
-    tmp_path, shared_photos, cache_dir
-) -> None:
-    """Six photos each: a held-out split, the few-photo default threshold, so nothing needs matplotlib."""
-    data = copy_photos(tmp_path / "data", {p: paths[:6] for p, paths in shared_photos.items()})
-    argv = ["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quick"]
-    run = run_python(SCRIPT, *argv, "--cache-dir", str(cache_dir), "--version", "v1", timeout=300)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == "0 []", run.stdout
-    version_dir = tmp_path / "artifacts" / "svm" / "v1"
-    assert (version_dir / "confusion_matrix.png").is_file()
-    assert not (version_dir / "open_set.png").exists()
-
-
-#: Which thread first looked for each scikit-learn, SciPy and skops module, during a command run.
-THREADS_SCRIPT = textwrap.dedent(
     """
     import sys, threading
     first = {}
@@ -57,9 +33,33 @@ THREADS_SCRIPT = textwrap.dedent(
     sys.meta_path.insert(0, Spy())
     from training.cli import main
     code = main(sys.argv[1:])
-    print(code, len(first), sorted(n for n, t in first.items() if t == "MainThread"))
+    heavy = {"matplotlib", "tensorflow", "keras", "keras_tuner"}
+    print(code, sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+    print(len(first), sorted(n for n, t in first.items() if t == "MainThread"))
     """
 )
+
+
+def test_an_svm_retrain_without_a_calibration_plot_never_imports_matplotlib(
+    tmp_path, shared_photos, cache_dir
+) -> None:
+    """Six photos each: a held-out split, the few-photo default threshold, so nothing needs matplotlib.
+
+    And the main thread finds every scikit-learn module imported by the command's loading
+    thread: two threads never import one module at once (training.cli).
+    """
+    data = copy_photos(tmp_path / "data", {p: paths[:6] for p, paths in shared_photos.items()})
+    argv = ["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quick"]
+    run = run_python(SCRIPT, *argv, "--cache-dir", str(cache_dir), "--version", "v1", timeout=300)
+    assert run.returncode == 0, run.stderr
+    heavy, threads = run.stdout.strip().splitlines()[-2:]
+    assert heavy == "0 []", run.stdout
+    imported, by_main = threads.split(" ", 1)
+    assert by_main == "[]", run.stdout
+    assert int(imported) > 100  # the spy saw the imports
+    version_dir = tmp_path / "artifacts" / "svm" / "v1"
+    assert (version_dir / "confusion_matrix.png").is_file()
+    assert not (version_dir / "open_set.png").exists()
 
 
 def test_importing_the_training_run_does_not_import_scikit_learn() -> None:
@@ -68,19 +68,6 @@ def test_importing_the_training_run_does_not_import_scikit_learn() -> None:
     run = run_python(script, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
-
-
-def test_the_command_imports_scikit_learn_only_in_its_loading_thread(
-    tmp_path, shared_photos, cache_dir
-) -> None:
-    """The main thread finds every scikit-learn module imported: two threads never import one at once."""
-    data = copy_photos(tmp_path / "data", {p: paths[:6] for p, paths in shared_photos.items()})
-    argv = ["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quick"]
-    run = run_python(THREADS_SCRIPT, *argv, "--cache-dir", str(cache_dir), "--version", "v1", timeout=300)
-    assert run.returncode == 0, run.stderr
-    code, imported, by_main = run.stdout.strip().splitlines()[-1].split(" ", 2)
-    assert (code, by_main) == ("0", "[]"), run.stdout
-    assert int(imported) > 100  # the spy saw the imports
 
 
 def test_the_import_thread_leaves_a_failure_to_the_main_thread() -> None:
