@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 from tqdm import tqdm
 
 from app.dataset import Photo
@@ -55,6 +54,11 @@ def end_to_end_metrics(answers: list[PhotoAnswer], classes: list[str]) -> dict[s
     share of photos where the labelled person is among the faces' labels, which
     forgives a photo whose largest face is somebody else.
     """
+    # Imported here: scikit-learn takes a second to import, and a training command imports it
+    # in a thread while it reads and detects photos (training.cli); importing this module
+    # must not pull it in.
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
     truth = [a.photo.label for a in answers]
     predicted = [a.label for a in answers]
     columns = [*classes, UNKNOWN, NO_FACE]

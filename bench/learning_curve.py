@@ -62,6 +62,25 @@ THRESHOLD_SIZES = (1, 2, 3, 5, 10)
 PERCENTILE = 99.0
 
 
+def shared_split(description: str | None, extra=None):
+    """Parse the usual options; return them, the stages, the dataset, every photo's faces and the split.
+
+    ``extra(parser)`` adds a script's own options. The split is the usual one (0.2, ``--seed``).
+    """
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
+    dataset, faces = usable_photos(scan(args.data), stages)
+    return args, stages, dataset, faces, plan_evaluation(dataset.photos, 0.2, args.seed)
+
+
 def draw(train: list[Photo], k: int | None, rng: np.random.Generator) -> list[Photo]:
     """k random training photos of each person (all of them when k is None), in a stable order."""
     if k is None:
@@ -149,8 +168,10 @@ def curve(stages: Stages, classes, train, test, faces, draws: int, seed: int) ->
     return rows
 
 
-def thresholds(stages: Stages, train: list[Photo], faces, draws: int, seed: int) -> dict[int, float]:
-    """Per k: the 99th percentile distance from a person's other photos to the nearest of k of theirs."""
+def thresholds(
+    stages: Stages, train: list[Photo], faces, draws: int, seed: int, percentile: float = PERCENTILE
+) -> dict[int, float]:
+    """Per k: the percentile (99th) distance from a person's other photos to the nearest of k of theirs."""
     features = stages.features_of(train, faces)
     labels = np.array([p.label for p in train])
     rng = np.random.default_rng(seed)
@@ -163,7 +184,7 @@ def thresholds(stages: Stages, train: list[Photo], faces, draws: int, seed: int)
                 refs = rng.choice(theirs, k, replace=False)
                 rest = np.setdiff1d(theirs, refs)
                 distances.append(nearest_distance(features[rest], features[refs]))
-        table[k] = round(float(np.percentile(np.concatenate(distances), PERCENTILE)), 3)
+        table[k] = round(float(np.percentile(np.concatenate(distances), percentile)), 3)
     return table
 
 
@@ -239,24 +260,19 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--draws", type=int, default=10, help="random draws per size (default 10)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve.png")
-    parser.add_argument("--thresholds", action="store_true", help="measure the unknown defaults instead")
-    parser.add_argument("--newcomer", action="store_true", help="one person with few photos among many")
-    args = parser.parse_args()
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--draws", type=int, default=10, help="random draws per size (default 10)")
+        parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve.png")
+        parser.add_argument("--thresholds", action="store_true", help="measure the unknown defaults instead")
+        parser.add_argument(
+            "--percentile", type=float, default=PERCENTILE, help="with --thresholds: which one (default 99)"
+        )
+        parser.add_argument("--newcomer", action="store_true", help="one person with few photos among many")
 
-    stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
-    dataset, faces = usable_photos(scan(args.data), stages)
-    plan = plan_evaluation(dataset.photos, 0.2, args.seed)
+    args, stages, dataset, faces, plan = shared_split(__doc__, options)
     if args.thresholds:
-        table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed)
-        print(f"p{PERCENTILE:g} distance to the nearest of k reference photos, training split:", table)
+        table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed, args.percentile)
+        print(f"p{args.percentile:g} distance to the nearest of k reference photos, training split:", table)
         return 0
     if args.newcomer:
         print(

@@ -3,15 +3,19 @@
 Bad input (a folder that cannot train a model, an option out of range) is one
 line on stderr and exit status 2, never a traceback.
 
-A fresh process spends a good part of a warm retrain importing scikit-learn and loading the
-two networks. The networks load in a thread while the main thread imports the model search
-(``training.train``, imported only then): ONNX Runtime releases the GIL while it builds a
-session, so on two cores the two overlap.
+A fresh process spends a good part of a warm retrain importing scikit-learn (with SciPy and
+skops, about 1.5 s of CPU) and loading the two networks. Both happen in threads while the main
+thread reads the embedding cache and detects the new photos: ONNX Runtime releases the GIL
+while it builds a session and while it runs, so on two cores the work overlaps. The imports
+start only after the main thread has imported ``training.train`` (which does not import
+scikit-learn), and ``train`` waits for them before anything of its own imports scikit-learn:
+two threads importing the same modules at once can deadlock.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def import_model_search(backend: str) -> None:
+    """Import what fitting and scoring will need: scikit-learn's metrics and split, and the backend's search.
+
+    A failure is left alone here: the main thread imports the same module when it fits, and
+    reports the error there as it always has (a missing extra is one line with its install hint).
+    """
+    with contextlib.suppress(Exception):
+        import sklearn.metrics
+        import sklearn.model_selection  # noqa: F401
+
+        TRAINERS.load(backend)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -108,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         cache_dir=None if args.no_cache else args.cache_dir,
     )
-    loading = ThreadPoolExecutor(1, thread_name_prefix="load-stages")
+    loading = ThreadPoolExecutor(2, thread_name_prefix="load")
     try:
         stages = loading.submit(Stages.create, config)
-        from training.train import train  # scikit-learn and co., while the networks load
+        from training.train import train  # light: scikit-learn is imported by the next thread
 
-        version_dir = train(config, stages.result)
+        model_search = loading.submit(import_model_search, config.backend)
+        version_dir = train(config, stages.result, model_search.result)
     except DatasetError as exc:  # TrainingInputError included
         print(f"error: {exc}", file=sys.stderr)
         return 2

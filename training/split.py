@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from math import ceil
 from typing import Literal
 
-from sklearn.model_selection import train_test_split
-
 from app.dataset import Photo
 from training.errors import TrainingInputError
 
@@ -52,6 +50,8 @@ def plan_evaluation(photos: list[Photo], test_size: float, seed: int) -> Evaluat
             f"--test-size {test_size} holds out {ceil(test_size * len(photos))} of {len(photos)} photos, "
             f"fewer than the {len(counts)} people; raise it, or use 0 to train on everything"
         )
+    from sklearn.model_selection import train_test_split  # not at import: see training.cli
+
     train, test = train_test_split(
         photos, test_size=test_size, random_state=seed, stratify=[p.label for p in photos]
     )

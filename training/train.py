@@ -50,17 +50,26 @@ def usable_photos(dataset: Dataset, stages: Stages) -> tuple[Dataset, dict[Photo
     return usable, faces
 
 
-def train(config: TrainConfig, load_stages: Callable[[], Stages] | None = None) -> Path:
+def train(
+    config: TrainConfig,
+    load_stages: Callable[[], Stages] | None = None,
+    imported: Callable[[], object] | None = None,
+) -> Path:
     """Run the whole pipeline and return the new version's folder (now ``LATEST``).
 
     ``load_stages`` gives the detector and embedder when they are first needed (the command
     line starts loading them before importing this module); by default they are built then.
+    ``imported`` waits for the model search's imports, which the command line runs in a thread
+    while the photos are read and detected; nothing after it may run before it returns (this
+    thread would import the same modules).
     """
     backend_dir = config.artifacts / config.backend
     version_dir = _new_version_dir(backend_dir, config.version)
     scanned = scan(config.data, config.max_per_class)
     stages = load_stages() if load_stages is not None else Stages.create(config)
     dataset, faces = usable_photos(scanned, stages)
+    if imported is not None:
+        imported()
     plan = plan_evaluation(dataset.photos, config.test_size, config.seed)
     if config.exclude_classes:
         # Leave-one-person-out runs: the same split as the full run, minus the excluded people.

@@ -1,7 +1,8 @@
 """A retrain pays for what it uses: no plotting library for a plot it does not draw, no second model load.
 
 Speed itself is measured in bench/retrain.py (docs/benchmarks.md); these tests hold the
-causes in place: what a warm svm run imports, and the confusion matrix drawn without matplotlib.
+causes in place: what a warm svm run imports, the confusion matrix drawn without matplotlib,
+and scikit-learn imported in the command's own thread while the main thread reads photos.
 """
 
 from __future__ import annotations
@@ -14,17 +15,27 @@ from PIL import Image
 
 from tests.fresh_python import run_python
 from tests.training.conftest import copy_photos
+from training.cli import import_model_search
 from training.report import DARK, LIGHT, plot_confusion
 
 pytestmark = pytest.mark.slow
 
+#: A command run, reporting its exit code, the heavy libraries it imported, and how many
+#: scikit-learn, SciPy and skops modules it imported, with those the main thread imported first.
 SCRIPT = textwrap.dedent(
     """
-    import sys
+    import sys, threading
+    first = {}
+    class Spy:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("sklearn", "scipy", "skops"):
+                first.setdefault(name, threading.current_thread().name)
+    sys.meta_path.insert(0, Spy())
     from training.cli import main
     code = main(sys.argv[1:])
     heavy = {"matplotlib", "tensorflow", "keras", "keras_tuner"}
     print(code, sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+    print(len(first), sorted(n for n, t in first.items() if t == "MainThread"))
     """
 )
 
@@ -32,15 +43,36 @@ SCRIPT = textwrap.dedent(
 def test_an_svm_retrain_without_a_calibration_plot_never_imports_matplotlib(
     tmp_path, shared_photos, cache_dir
 ) -> None:
-    """Six photos each: a held-out split, the few-photo default threshold, so nothing needs matplotlib."""
+    """Six photos each: a held-out split, the few-photo default threshold, so nothing needs matplotlib.
+
+    And the main thread finds every scikit-learn module imported by the command's loading
+    thread: two threads never import one module at once (training.cli).
+    """
     data = copy_photos(tmp_path / "data", {p: paths[:6] for p, paths in shared_photos.items()})
     argv = ["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quick"]
     run = run_python(SCRIPT, *argv, "--cache-dir", str(cache_dir), "--version", "v1", timeout=300)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == "0 []", run.stdout
+    heavy, threads = run.stdout.strip().splitlines()[-2:]
+    assert heavy == "0 []", run.stdout
+    imported, by_main = threads.split(" ", 1)
+    assert by_main == "[]", run.stdout
+    assert int(imported) > 100  # the spy saw the imports
     version_dir = tmp_path / "artifacts" / "svm" / "v1"
     assert (version_dir / "confusion_matrix.png").is_file()
     assert not (version_dir / "open_set.png").exists()
+
+
+def test_importing_the_training_run_does_not_import_scikit_learn() -> None:
+    """The command imports ``training.train`` first, scikit-learn in a thread: the first stays light."""
+    script = "import sys, training.train; print(sorted({'sklearn', 'scipy', 'skops'} & set(sys.modules)))"
+    run = run_python(script, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_the_import_thread_leaves_a_failure_to_the_main_thread() -> None:
+    """An unknown or uninstalled backend is reported where it always was, not raised from the thread."""
+    import_model_search("no-such-backend")
 
 
 @pytest.mark.parametrize("method", ["held_out", "leave_one_photo_out"])
