@@ -12,11 +12,13 @@ the rule is fixed and the manifest says why.
 from __future__ import annotations
 
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import skops.io as sio
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
@@ -29,8 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
 
-from app.artifact_files import SKLEARN_ONNX
-from app.backends.sklearn_model import SklearnClassifier
+from app.artifact_files import SKLEARN_MODEL, SKLEARN_ONNX
 from training.fitting import FitOptions
 from training.onnx_export import export_onnx
 
@@ -103,7 +104,7 @@ class SvmModel:
         Exported here rather than when fitting: cross-validated evaluation fits a model per
         held-out photo and never saves them.
         """
-        SklearnClassifier.save(self.estimator, version_dir)
+        sio.dump(self.estimator, version_dir / SKLEARN_MODEL, compression=zipfile.ZIP_DEFLATED)
         exported, self.summary["serving"] = export_onnx(self.estimator, self.features)
         if exported is not None:
             (version_dir / SKLEARN_ONNX).write_bytes(exported)

@@ -12,7 +12,6 @@ plus skops take about 1.5 s of CPU to import when the service starts.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +68,6 @@ class SklearnClassifier(Classifier):
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return self.estimator.predict_proba(features)
-
-    @staticmethod
-    def save(estimator: Any, version_dir: Path) -> None:
-        import skops.io as sio
-
-        sio.dump(estimator, version_dir / SKLEARN_MODEL, compression=zipfile.ZIP_DEFLATED)
 
 
 class OnnxClassifier(Classifier):
