@@ -82,6 +82,23 @@ def test_one_small_face_boxed_apart_by_two_tiles_is_one_face() -> None:
     assert novel([], [first, second], iou=0.3) == [second]
 
 
+def test_a_rejected_candidate_does_not_hide_a_small_face_inside_it() -> None:
+    """Candidates are confirmed best first; a large false box around a small face must not
+    take the small face's candidate with it, while a second box of the rejected place is skipped."""
+    large = Detection(Box(100, 100, 60, 60), 0.8)  # rejected: a texture
+    same_place = Detection(Box(102, 101, 58, 60), 0.5)  # the same texture, seen by a second tile
+    small = Detection(Box(120, 120, 16, 16), 0.3)  # a real small face inside the large box
+    asked: list[Detection] = []
+
+    def confirm(face: Detection) -> bool:
+        asked.append(face)
+        return face is small
+
+    assert novel([], [small, same_place, large], iou=0.3, confirm=confirm) == [small]
+    assert asked == [large, small]
+    assert novel([], [small, large], iou=0.3) == [large]  # without a check the large box hides it
+
+
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_a_face_found_in_a_turned_image_maps_back(turns: int) -> None:
     image = np.zeros((100, 200), np.uint8)
@@ -101,6 +118,14 @@ def test_tiles_find_faces_the_whole_photo_pass_misses(single_face_photos, detect
     assert found(truth, detector.detect(canvas)) == len(truth)
 
 
+def test_a_tile_face_is_kept_only_if_the_wider_crops_agree(single_face_photos, detector) -> None:
+    """Every tile face must also score ``tile_agree_threshold`` on a wider crop (6 or 8 faces):
+    the real 40 px faces do; none could score above 1."""
+    canvas, truth = group_photo(single_face_photos[:5], [40] * 5)
+    never = create_detector("blazeface", {"tile_agree_threshold": 1.01})
+    assert found(truth, never.detect(canvas)) < found(truth, detector.detect(canvas)) == len(truth)
+
+
 def test_low_scoring_tile_faces_are_kept_when_the_checker_agrees(single_face_photos, detector) -> None:
     """Eight faces 16 px high, blurred and in a JPEG of quality 50: tiles score most under 0.5."""
     canvas, truth = group_photo(single_face_photos[:8], [16] * 8, size=(640, 480))
@@ -109,6 +134,29 @@ def test_low_scoring_tile_faces_are_kept_when_the_checker_agrees(single_face_pho
     default = found(truth, detector.detect(canvas))
     assert default >= found(truth, strict.detect(canvas)) + 2
     assert default >= 4
+
+
+def test_tiles_are_sized_for_tile_face_once_a_photo_needs_them(detector) -> None:
+    """Up to 427 px (a 20 px face at 12 px of the back model's 256): no tiles. Longer photos get
+    tiles sized for ``tile_face`` (16 px: 341 px tiles); the thorough search's own size stays."""
+    assert (detector.min_face, detector.tile_face) == (20, 16)
+    assert detector._tile_side(427, detector.min_face) == 0
+    assert detector._tile_side(428, detector.min_face) == 341
+    assert detector._tile_side(1024, detector.thorough_min_face) == 213
+    coarse = create_detector("blazeface", {"tile_face": 0})
+    assert coarse._tile_side(1024, coarse.min_face) == 427
+
+
+def test_a_photo_one_min_face_tile_wide_is_not_tiled(one_face, detector) -> None:
+    """The common portrait (up to 427 px for 20 px faces) gets the whole-photo pass alone,
+    even though tiles, when a photo needs them, are smaller (341 px for 16 px faces)."""
+    rgb = one_face.rgb
+    scale = 420 / max(rgb.shape[:2])
+    portrait = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    assert detector._tiles(detector._nets, portrait, detector.min_face) == []
+    scale = 500 / max(rgb.shape[:2])
+    larger = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    assert detector._tiles(detector._nets, larger, detector.min_face)  # its face, seen by a tile
 
 
 def test_thorough_finds_small_faces_too(single_face_photos, detector) -> None:
@@ -142,13 +190,19 @@ def test_quality_flags_small_faces_over_http(client: TestClient, single_face_pho
     assert small["quality"] == "low" and small["box"]["height"] < LOW_QUALITY_HEIGHT
 
 
-def test_thorough_parameter_over_http(client: TestClient, single_face_photos) -> None:
+def test_thorough_parameter_over_http(client: TestClient, single_face_photos, detector) -> None:
+    """The parameter reaches the detector: each search answers over HTTP what it finds in-process.
+
+    (On this photo the default's 341 px tiles find one 16 px face more than the thorough
+    search's 213 px ones; bench/detection.py compares the two over many photos.)"""
     canvas, _truth = group_photo(single_face_photos[:8], [16] * 8)
     data = encode(canvas, quality=95)
+    rgb = decode_image(data)
     default = client.post("/v1/classify", files={"file": ("g.jpg", data)}).json()["faces"]
     thorough = client.post("/v1/classify?thorough=true", files={"file": ("g.jpg", data)})
     assert thorough.status_code == 200
-    assert len(thorough.json()["faces"]) >= len(default) >= 1
+    assert len(default) == len(detector.detect(rgb)) >= 1
+    assert len(thorough.json()["faces"]) == len(detector.detect(rgb, thorough=True)) >= 1
     bad = client.post("/v1/classify?thorough=maybe", files={"file": ("g.jpg", data)})
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"

@@ -9,6 +9,7 @@ merged into one list. None of this depends on how a network is run.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from app.pipeline.detect import Box, Detection
 
@@ -64,21 +65,44 @@ def _overlaps(a: Box, b: Box, iou: float) -> bool:
     )
 
 
+def _iou(a: Box, b: Box) -> float:
+    w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
+    h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    if w <= 0 or h <= 0:
+        return 0.0
+    return w * h / (a.area + b.area - w * h)
+
+
 def _centre_inside(a: Box, b: Box) -> bool:
     cx, cy = a.x + a.width / 2, a.y + a.height / 2
     return b.x <= cx <= b.x + b.width and b.y <= cy <= b.y + b.height
 
 
-def novel(known: list[Detection], candidates: list[Detection], iou: float) -> list[Detection]:
-    """The candidates that are none of the ``known`` faces nor each other, best score first.
+def novel(
+    known: list[Detection],
+    candidates: list[Detection],
+    iou: float,
+    confirm: Callable[[Detection], bool] | None = None,
+) -> list[Detection]:
+    """The candidates that are none of the ``known`` faces nor each other, best score first,
+    and that ``confirm`` (when given) accepts.
 
     ``known`` come from a pass that saw more of the photo, so their boxes are kept when
-    a tile finds the same face again.
+    a tile finds the same face again. Candidates are confirmed best first, and one that
+    ``confirm`` rejects hides only the candidates boxing the same place (IoU over ``iou``):
+    a larger false box around a small face must not hide that face's own candidate.
     """
     new: list[Detection] = []
+    rejected: list[Detection] = []
     for face in sorted(candidates, key=lambda f: -f.score):
-        if not any(_overlaps(face.box, k.box, iou) for k in (*known, *new)):
+        if any(_overlaps(face.box, k.box, iou) for k in (*known, *new)):
+            continue
+        if any(_iou(face.box, r.box) > iou for r in rejected):
+            continue
+        if confirm is None or confirm(face):
             new.append(face)
+        else:
+            rejected.append(face)
     return new
 
 
