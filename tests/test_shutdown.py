@@ -107,7 +107,10 @@ def test_a_deep_queue_still_exits_within_the_grace_period(tmp_path: Path, four_p
         answers, sent, _, gone = load_then_sigterm(base, four_people, clients=80, before_sigterm=50)
     assert gone - sent < grace
     statuses = [getattr(a, "status_code", type(a).__name__) for a in answers]
-    assert set(statuses) == {200, 503}, statuses  # every client got an answer: no reset, no other error
+    # Every admitted client got an answer (no reset, no other error); a client that had not
+    # connected by SIGTERM (a busy machine is slow to open 80 connections) may be refused.
+    assert statuses.count(200) + statuses.count(503) >= 50, statuses
+    assert 503 in statuses and set(statuses) <= {200, 503, "ConnectError"}, statuses
     for response in answers:
         if response.status_code == 503:
             assert "shutting down" in response.json()["detail"] and response.headers["retry-after"]
