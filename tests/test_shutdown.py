@@ -112,7 +112,7 @@ def test_a_deep_queue_still_exits_within_the_grace_period(tmp_path: Path, four_p
     assert statuses.count(200) + statuses.count(503) >= 50, statuses
     assert 503 in statuses and set(statuses) <= {200, 503, "ConnectError"}, statuses
     for response in answers:
-        if response.status_code == 503:
+        if getattr(response, "status_code", None) == 503:
             assert "shutting down" in response.json()["detail"] and response.headers["retry-after"]
 
 
