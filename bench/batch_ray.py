@@ -24,7 +24,7 @@ second (Linux only; a process that ends loses the CPU it used after its last sam
 In-process, the local engine starts with everything imported while each Ray actor pays its
 own interpreter start and imports. ``--commands N`` times both engines as a person runs
 them instead: N rounds of a fresh ``python -m app classify`` with each engine, back to
-back, so both pay their start; the Ray one joins a cluster started once beforehand
+back in alternating order, so both pay their start; the Ray one joins a cluster started once beforehand
 (``ray start --head``, timed apart, as a real cluster is).
 """
 
@@ -195,13 +195,15 @@ def commands(folder: Path, root: Path, rounds: int, backend: str) -> None:
         env=env,
     )
     print(f"\n(ray start --head: {time.perf_counter() - start:.1f} s, once per cluster)\n")
-    print("| round | local command | ray command | ratio |\n|---|---|---|---|")
+    print("| round | load average | local command | ray command | ratio |\n|---|---|---|---|---|")
     n = sum(1 for p in folder.rglob("*") if p.is_file())
     ratios = []
     try:
         for index in range(rounds):
             seconds = {}
-            for engine, out in (("local", f"c{index}.jsonl"), ("ray", f"c{index}.parquet")):
+            load = os.getloadavg()[0]
+            engines = [("local", f"c{index}.jsonl"), ("ray", f"c{index}.parquet")]
+            for engine, out in engines if index % 2 == 0 else engines[::-1]:  # alternating order
                 cli = [sys.executable, "-m", "app", "classify", str(folder), "--out", str(root / out)]
                 cli += ["--engine", "ray", "--ray-address", "auto"] if engine == "ray" else []
                 began = time.perf_counter()
@@ -209,7 +211,7 @@ def commands(folder: Path, root: Path, rounds: int, backend: str) -> None:
                 seconds[engine] = time.perf_counter() - began
             ratios.append(seconds["local"] / seconds["ray"])
             print(
-                f"| {index + 1} | {seconds['local']:.1f} s, {n / seconds['local']:.2f} photos/s "
+                f"| {index + 1} | {load:.1f} | {seconds['local']:.1f} s, {n / seconds['local']:.2f} photos/s "
                 f"| {seconds['ray']:.1f} s, {n / seconds['ray']:.2f} photos/s | {ratios[-1]:.2f}x |",
                 flush=True,
             )
