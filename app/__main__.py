@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     ray_options.add_argument("--ray-address", dest="address", help="cluster to join (default: start one)")
     ray_options.add_argument("--actors", type=positive, help="model actors (default: one per CPU)")
     ray_options.add_argument("--threads-per-actor", type=positive, default=1, help="photos at once per actor")
-    ray_options.add_argument("--batch-size", type=positive, default=16, help="photos per batch and part file")
+    ray_options.add_argument(
+        "--batch-size", type=positive, default=16, help="most photos per batch and part file"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "classify":

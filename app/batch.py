@@ -25,16 +25,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from tqdm import tqdm
 
 from app.artifacts import ArtifactError
 from app.config import Settings
 from app.dataset import IMAGE_SUFFIXES, Photo
-from app.evaluation import PhotoAnswer, end_to_end_metrics
 from app.model_host import ModelHost
 from app.recognizer import FaceResult, Recognizer
+
+if TYPE_CHECKING:  # scikit-learn's metrics: imported when a folder is scored, not by the Ray driver
+    from app.evaluation import PhotoAnswer
 
 #: Output formats, chosen by the suffix of ``--out``.
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
@@ -175,6 +177,8 @@ class RowWriter:
 
 def photo_answer(result: PhotoResult, label: str) -> PhotoAnswer:
     """The photo's answer as ``app.evaluation.answer_photos`` forms it: the largest face's label."""
+    from app.evaluation import PhotoAnswer
+
     return PhotoAnswer.from_faces(Photo(Path(result.path), label), result.faces)
 
 
@@ -218,7 +222,11 @@ def classify_folder(root: Path, out: Path, settings: Settings) -> BatchSummary:
             label = class_of(result.path, root, classes)
             if label is not None:
                 answers.append(photo_answer(result, label))
-    metrics = end_to_end_metrics(answers, recognizer.classes) if answers else None
+    metrics = None
+    if answers:
+        from app.evaluation import end_to_end_metrics
+
+        metrics = end_to_end_metrics(answers, recognizer.classes)
     return BatchSummary(len(images), counts["face"], counts["no_face"], counts["error"], skipped, metrics)
 
 

@@ -1,15 +1,18 @@
 """Throughput of the batch CLI's engines on this machine: local threads vs Ray actors.
 
-    .venv/bin/python bench/batch_ray.py --photos 500
+    .venv/bin/python bench/batch_ray.py --photos 500 --layouts 2x1 --rounds 4 --profile 0
     .venv/bin/python bench/batch_ray.py --photos 500 --commands 3
 
 Builds a folder of N photos by copying the shared photos round-robin under new names
 (real photos at full size, so reading and decoding cost what they cost), then times,
-in one process: the local engine; a local Ray cluster's start (``ray.init``, and a
-one-row dataset that starts Ray Data's own actors; reported apart: a real cluster
-starts once, not per job); the Ray engine with each actors x threads layout; and the
-local engine again, since the machine is shared and drifts. Every timing includes
-loading the model (the local engine's one load, the actors' loads), as a job pays it.
+in one process, after a local Ray cluster's start (``ray.init``, and a one-row dataset
+that starts Ray Data's own actors; reported apart: a real cluster starts once, not per
+job): ``--rounds`` rounds of the local engine and the Ray engine with each actors x
+threads layout, in alternating order (local first, then Ray first...), since the machine
+is shared and drifts; each round's ratio is to that round's local run, with the load
+average at the start of each run. Every timing includes loading the model (the local
+engine's load, the actors' loads and their process start), as a job pays it; the
+process's one-time imports of scikit-learn and skops are paid before the rounds.
 Then it profiles one thread over a sample of the photos stage by stage, to say what
 limits throughput: reading, decoding or the model. Numbers go in docs/scaling.md.
 
@@ -21,13 +24,15 @@ second (Linux only; a process that ends loses the CPU it used after its last sam
 In-process, the local engine starts with everything imported while each Ray actor pays its
 own interpreter start and imports. ``--commands N`` times both engines as a person runs
 them instead: N rounds of a fresh ``python -m app classify`` with each engine, back to
-back, so both pay their start; the Ray one joins a cluster started once beforehand
+back in alternating order, so both pay their start; the Ray one joins a cluster started once beforehand
 (``ray start --head``, timed apart, as a real cluster is).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import os
 import shutil
 import statistics
@@ -190,13 +195,15 @@ def commands(folder: Path, root: Path, rounds: int, backend: str) -> None:
         env=env,
     )
     print(f"\n(ray start --head: {time.perf_counter() - start:.1f} s, once per cluster)\n")
-    print("| round | local command | ray command | ratio |\n|---|---|---|---|")
+    print("| round | load average | local command | ray command | ratio |\n|---|---|---|---|---|")
     n = sum(1 for p in folder.rglob("*") if p.is_file())
     ratios = []
     try:
         for index in range(rounds):
             seconds = {}
-            for engine, out in (("local", f"c{index}.jsonl"), ("ray", f"c{index}.parquet")):
+            load = os.getloadavg()[0]
+            engines = [("local", f"c{index}.jsonl"), ("ray", f"c{index}.parquet")]
+            for engine, out in engines if index % 2 == 0 else engines[::-1]:  # alternating order
                 cli = [sys.executable, "-m", "app", "classify", str(folder), "--out", str(root / out)]
                 cli += ["--engine", "ray", "--ray-address", "auto"] if engine == "ray" else []
                 began = time.perf_counter()
@@ -204,7 +211,7 @@ def commands(folder: Path, root: Path, rounds: int, backend: str) -> None:
                 seconds[engine] = time.perf_counter() - began
             ratios.append(seconds["local"] / seconds["ray"])
             print(
-                f"| {index + 1} | {seconds['local']:.1f} s, {n / seconds['local']:.2f} photos/s "
+                f"| {index + 1} | {load:.1f} | {seconds['local']:.1f} s, {n / seconds['local']:.2f} photos/s "
                 f"| {seconds['ray']:.1f} s, {n / seconds['ray']:.2f} photos/s | {ratios[-1]:.2f}x |",
                 flush=True,
             )
@@ -222,6 +229,9 @@ def main() -> int:
     parser.add_argument("--layouts", default=LAYOUTS, help="Ray layouts to time, as ACTORSxTHREADS,...")
     parser.add_argument("--profile", type=int, default=100, help="photos in the per-stage profile (0: none)")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds of the local engine and each layout"
+    )
+    parser.add_argument(
         "--commands", type=int, default=0, help="time N rounds of both engines as fresh commands instead"
     )
     args = parser.parse_args()
@@ -234,37 +244,52 @@ def main() -> int:
         if args.commands:
             commands(folder, root, args.commands, args.backend)
             return 0
-        print("| run | wall time | photos/s |\n|---|---|---|")
+        print("| round | run | load average | wall time | photos/s |\n|---|---|---|---|---|")
         cpu: dict[str, str] = {}
-        local = [
-            timed("local engine", n, lambda: batch.classify_folder(folder, root / "a.jsonl", settings), cpu)
-        ]
         start = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
         ray.data.range(1).materialize()  # Ray Data's own actors start with a cluster's first dataset
-        print(f"| (cluster start, once per cluster) | {time.perf_counter() - start:.1f} s | |", flush=True)
-        rates = {}
+        print(
+            f"| | (cluster start, once per cluster) | | {time.perf_counter() - start:.1f} s | |", flush=True
+        )
         layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",")]
+
+        def local(out: Path) -> object:
+            return batch.classify_folder(folder, out.with_suffix(".jsonl"), settings)
+
+        def on_ray(options: batch_ray.RayOptions, out: Path) -> object:
+            return batch_ray.classify_store(str(folder), str(out.with_suffix(".parquet")), settings, options)
+
+        runs: dict[str, Callable[[Path], object]] = {"local engine": local}
         for actors, threads in layouts:
             options = batch_ray.RayOptions(actors=actors, threads_per_actor=threads)
-            out = str(root / f"ray-{actors}x{threads}.parquet")
-            label = f"ray, {actors} actor(s) x {threads} thread(s)"
-            rates[label] = timed(
-                label, n, lambda o=options, d=out: batch_ray.classify_store(str(folder), d, settings, o), cpu
+            runs[f"ray, {actors} actor(s) x {threads} thread(s)"] = functools.partial(on_ray, options)
+        # Scikit-learn's and skops' imports on the first load are this process's, once: not a round's.
+        ModelHost(settings).load()
+        ratios: dict[str, list[float]] = {label: [] for label in runs if label != "local engine"}
+        for index in range(args.rounds):
+            # Alternate the order (local first, then Ray first...): the machine drifts.
+            order = list(runs) if index % 2 == 0 else list(runs)[::-1]
+            rates: dict[str, float] = {}
+            for label in order:
+                out = root / f"r{index}-{len(rates)}"
+                load = os.getloadavg()[0]
+                rates[label] = timed(
+                    f"{index + 1} | {label} | {load:.1f}", n, functools.partial(runs[label], out), cpu
+                )
+            for label, values in ratios.items():
+                values.append(rates[label] / rates["local engine"])
+            print(
+                "| | ratios: "
+                + ", ".join(f"{label.removeprefix('ray, ')} {r[-1]:.2f}x" for label, r in ratios.items())
+                + " | | | |",
+                flush=True,
             )
         ray.shutdown()
-        local.append(
-            timed(
-                "local engine, again",
-                n,
-                lambda: batch.classify_folder(folder, root / "b.jsonl", settings),
-                cpu,
-            )
-        )
-        mean_local = statistics.mean(local)
-        print(f"\nlocal engine, mean of both runs: {mean_local:.2f} photos/s")
-        for label, rate in rates.items():
-            print(f"{label}: {rate / mean_local:.2f}x the local engine")
+        print()
+        for label, values in ratios.items():
+            shown = ", ".join(f"{v:.2f}" for v in values)
+            print(f"{label}: {statistics.mean(values):.2f}x the local engine (rounds: {shown})")
         print("\nCPU used, by process role (ms per photo):")
         for label, line in cpu.items():
             print(f"- {label}: {line}")

@@ -318,3 +318,21 @@ def test_uris_name_their_filesystem(tmp_path: Path) -> None:
     assert batch_ray.list_photos(memory) == ({"a.jpg": 3}, 0)
     with pytest.raises(batch.BatchInputError, match="no filesystem"):
         batch_ray.open_store("nosuchscheme://bucket/photos")
+
+
+def test_batches_shrink_towards_the_end_so_actors_finish_together() -> None:
+    """Every photo in exactly one batch, none over the most, full batches first and a short tail."""
+    for photos, actors, most, least in [
+        (500, 2, 16, 1),
+        (500, 1, 16, 2),
+        (37, 4, 8, 1),
+        (3, 2, 16, 2),
+        (1, 1, 16, 1),
+    ]:
+        sizes = batch_ray.batch_sizes(photos, actors, most, least)
+        assert sum(sizes) == photos
+        assert all(1 <= size <= most for size in sizes)
+        assert sizes == sorted(sizes, reverse=True)
+        assert all(size >= least for size in sizes[:-1])
+    sizes = batch_ray.batch_sizes(500, 2, 16)
+    assert sizes[:25] == [16] * 25 and sizes[-1] == 1 and len(sizes) < 500 / 16 + 2 * 2 * 4
