@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import logging
+import socket
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,6 +63,8 @@ STATUSES = ("face", "no_face", "error")
 #: Files an actor reads at once, ahead of its classifying threads: reading waits on storage
 #: (an object store's round trip is tens of milliseconds), not on a CPU.
 READ_AHEAD = 8
+#: Seconds a named cluster's head has to accept a connection before the job gives up.
+CONNECT_TIMEOUT_S = 10.0
 
 
 class JobFailed(Exception):
@@ -335,7 +338,7 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
     if todo:
         started = not ray.is_initialized()
         if started:
-            ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING)
+            join_cluster(options.address)
         try:
             pinned = settings.model_copy(update={"model_version": job["version"]})
             totals = run(todo, src, dst, fmt, pinned, options)
@@ -350,6 +353,24 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
     remove_temporaries(dst)
     counts = {status: totals[status] for status in STATUSES}
     return RaySummary(len(photos), already, totals["photos"], counts, skipped, totals["parts"])
+
+
+def join_cluster(address: str | None) -> None:
+    """``ray.init``, failing in one line (``JobFailed``) when no cluster answers at ``address``.
+
+    Given a host and port where nothing listens, ``ray.init`` kept retrying for over ten
+    minutes here, deaf to SIGTERM; so the head's port is tried first, with a timeout.
+    """
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise JobFailed(f"no Ray cluster answers at {address}: {exc.strerror or exc}") from exc
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:  # "auto" and RAY_ADDRESS with no cluster running
+        raise JobFailed(f"cannot join the Ray cluster: {exc}") from exc
 
 
 def batch_sizes(photos: int, actors: int, most: int, least: int = 1) -> list[int]:

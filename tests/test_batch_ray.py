@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -303,6 +304,17 @@ def test_cli_joins_a_running_cluster(
         refused = run_cli(*args)
         assert refused.returncode == 2, refused.stderr
         assert message in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_address_where_no_cluster_answers_is_one_line(photos: Path, tmp_path: Path) -> None:
+    """ray.init would retry for many minutes; the command says what is wrong at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once the socket closes
+    args = (str(photos / "other"), "--out", str(tmp_path / "r.jsonl"), "--engine", "ray")
+    done = run_cli(*args, "--ray-address", address)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: no Ray cluster answers at {address}: Connection refused"
 
 
 def test_uris_name_their_filesystem(tmp_path: Path) -> None:
