@@ -43,7 +43,7 @@ import numpy as np
 
 from app.pipeline.detect import BLAZEFACE_MODELS, Box, Detection, FaceDetector
 from app.pipeline.detect.search import cut_by_inner_edge, novel, tile_grid, unrotate
-from app.pipeline.onnx_session import load_session
+from app.pipeline.onnx_session import default_intra_op_threads, load_session
 
 _RAW_SCORE_LIMIT = 80.0  # logits are clipped before the sigmoid, as MediaPipe does
 
@@ -134,7 +134,9 @@ class _Model:
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        self.session = load_session(spec.file, intra_op_threads=1)  # a small net: one thread is quickest
+        # Every core per run, as for FaceNet: on a one-face photo over HTTP, quiet, 19.3-19.8 ms
+        # p50 against 21.1-23.7 ms with one thread; 16 clients: 72-74 req/s against 76-79.
+        self.session = load_session(spec.file, default_intra_op_threads())
         self.input = self.session.get_inputs()[0].name
         self.anchors = ssd_anchors(spec)
 
