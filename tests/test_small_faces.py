@@ -138,18 +138,20 @@ def test_low_scoring_tile_faces_are_kept_when_the_checker_agrees(single_face_pho
 
 def test_tiles_are_sized_for_tile_face_once_a_photo_needs_them(detector) -> None:
     """Up to 427 px (a 20 px face at 12 px of the back model's 256): no tiles. Longer photos get
-    tiles sized for ``tile_face`` (16 px: 341 px tiles); the thorough search's own size stays."""
-    assert (detector.min_face, detector.tile_face) == (20, 16)
+    427 px tiles, or tiles sized for ``tile_face`` (16 px: 341 px tiles) when a manifest sets it;
+    the thorough search's own size stays."""
+    assert (detector.min_face, detector.tile_face) == (20, 0)
     assert detector._tile_side(427, detector.min_face) == 0
-    assert detector._tile_side(428, detector.min_face) == 341
+    assert detector._tile_side(428, detector.min_face) == 427
     assert detector._tile_side(1024, detector.thorough_min_face) == 213
-    coarse = create_detector("blazeface", {"tile_face": 0})
-    assert coarse._tile_side(1024, coarse.min_face) == 427
+    finer = create_detector("blazeface", {"tile_face": 16})
+    assert finer._tile_side(428, finer.min_face) == 341
+    assert finer._tile_side(1024, finer.thorough_min_face) == 213
 
 
 def test_a_photo_one_min_face_tile_wide_is_not_tiled(one_face, detector) -> None:
     """The common portrait (up to 427 px for 20 px faces) gets the whole-photo pass alone,
-    even though tiles, when a photo needs them, are smaller (341 px for 16 px faces)."""
+    even where tiles, when a photo needs them, are smaller (341 px for 16 px faces)."""
     rgb = one_face.rgb
     scale = 420 / max(rgb.shape[:2])
     portrait = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -191,10 +193,8 @@ def test_quality_flags_small_faces_over_http(client: TestClient, single_face_pho
 
 
 def test_thorough_parameter_over_http(client: TestClient, single_face_photos, detector) -> None:
-    """The parameter reaches the detector: each search answers over HTTP what it finds in-process.
-
-    (On this photo the default's 341 px tiles find one 16 px face more than the thorough
-    search's 213 px ones; bench/detection.py compares the two over many photos.)"""
+    """The parameter reaches the detector: each search answers over HTTP what it finds in-process
+    (bench/detection.py compares what the two find over many photos)."""
     canvas, _truth = group_photo(single_face_photos[:8], [16] * 8)
     data = encode(canvas, quality=95)
     rgb = decode_image(data)

@@ -28,8 +28,11 @@ it came through the wider check, on one eight faces wide: on the second face-fre
 three of 1974 tile candidates passed the checks alone, none with this.
 
 Photos up to one tile sized for ``min_face`` (427 px for 20 px faces: the common
-portrait) are searched whole only; larger photos get tiles sized for ``tile_face``
-(16 px: 341 px tiles), which show a 20 px face at 15 px instead of 12 to the back model.
+portrait) are searched whole only; larger photos get 427 px tiles. ``tile_face`` = 16
+makes them 341 px, which show a 20 px face at 15 px instead of 12 to the back model:
+recall at 20 px rises from 81.7% / 64.2% to 85.0% / 72.5% (bench/detection.py), but every
+photo over 427 px costs half as much again (65 to 97 ms of CPU per shared photo, 82% of
+which are larger), so it is a manifest setting, off by default (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -220,7 +223,7 @@ class BlazeFaceDetector(FaceDetector):
         tile_agree_threshold: float = 0.4,
         min_face: int = 20,
         thorough_min_face: int = 10,
-        tile_face: int = 16,
+        tile_face: int = 0,
         quarter_turns: bool = True,
     ) -> None:
         """Candidates score at least ``score_threshold``; those from the whole photo scoring
