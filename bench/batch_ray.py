@@ -236,6 +236,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     settings = Settings(_env_file=None, classifier_backend=args.backend)
+    batch.share_cores(settings)  # as `python -m app classify` does for the local engine
     n = args.photos
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
@@ -264,7 +265,7 @@ def main() -> int:
         for actors, threads in layouts:
             options = batch_ray.RayOptions(actors=actors, threads_per_actor=threads)
             runs[f"ray, {actors} actor(s) x {threads} thread(s)"] = functools.partial(on_ray, options)
-        # Scikit-learn's and skops' imports on the first load are this process's, once: not a round's.
+        # The first load's imports are this process's, once: not a round's.
         ModelHost(settings).load()
         ratios: dict[str, list[float]] = {label: [] for label in runs if label != "local engine"}
         for index in range(args.rounds):
