@@ -157,3 +157,23 @@ def test_refuses_an_unknown_output_format(folder: Path, tmp_path: Path) -> None:
     settings = Settings(_env_file=None, artifacts_dir=ARTIFACTS)
     assert batch.main(folder, tmp_path / "results.xlsx", settings) == 2  # bad input, as for every command
     assert not (tmp_path / "results.xlsx").exists()
+
+
+SHARE_SCRIPT = (
+    "from app.batch import share_cores; from app.config import Settings; "
+    "from app.pipeline.onnx_session import default_intra_op_threads; "
+    "share_cores(Settings(_env_file=None, inference_threads=2)); print(default_intra_op_threads())"
+)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, max(1, (os.cpu_count() or 1) // 2)), ("3", 3)])
+def test_the_local_engine_gives_each_photo_its_share_of_the_cores(preset, expected) -> None:
+    """Two photos in flight: half the cores each for ONNX Runtime, unless OMP_NUM_THREADS says otherwise."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if preset is not None:
+        env["OMP_NUM_THREADS"] = preset
+    run = subprocess.run(
+        [sys.executable, "-c", SHARE_SCRIPT], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) == expected
