@@ -173,7 +173,13 @@ def test_the_local_engine_gives_each_photo_its_share_of_the_cores(preset, expect
     if preset is not None:
         env["OMP_NUM_THREADS"] = preset
     run = subprocess.run(
-        [sys.executable, "-c", SHARE_SCRIPT], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", SHARE_SCRIPT],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     assert int(run.stdout) == expected
