@@ -12,11 +12,15 @@ import sys
 from app.config import PROJECT_ROOT
 
 
-def run_python(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``python -c script args...``; the output is captured as text, the exit code left to the caller."""
+def run_python(
+    script: str, *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -c script args...`` (in ``env``, else this one); the output is captured as text,
+    the exit code left to the caller."""
     return subprocess.run(
         [sys.executable, "-c", script, *args],
         cwd=PROJECT_ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=False,

@@ -26,6 +26,7 @@ from PIL import Image
 from app import batch
 from app.config import PROJECT_ROOT, Settings
 from tests.conftest import ARTIFACTS, LabelledPhoto
+from tests.fresh_python import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -172,14 +173,6 @@ def test_the_local_engine_gives_each_photo_its_share_of_the_cores(preset, expect
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if preset is not None:
         env["OMP_NUM_THREADS"] = preset
-    run = subprocess.run(
-        [sys.executable, "-c", SHARE_SCRIPT],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = run_python(SHARE_SCRIPT, timeout=60, env=env)
     assert run.returncode == 0, run.stderr
     assert int(run.stdout) == expected
