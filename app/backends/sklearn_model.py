@@ -7,7 +7,7 @@ Training also exports the model to ONNX when skl2onnx converts it with the same
 answers (training/onnx_export.py). The service then runs that file with ONNX Runtime
 and never imports scikit-learn: a calibrated SVM re-validates its input at every
 layer, 1.1 ms for one face against 0.1 ms for the exported graph, and scikit-learn
-plus skops take about 1.5 s of CPU to import when the service starts.
+plus skops took 1.8 s of the service's start-up CPU (bench/startup.py).
 """
 
 from __future__ import annotations
