@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class MissingExtra(RuntimeError):
+    """A registered part whose optional packages are not installed; the message says how to add them."""
+
+
 @dataclass(frozen=True)
 class Entry:
     #: ``"package.module:attribute"``, imported on first use.
@@ -54,6 +58,6 @@ class Registry:
         except ImportError as exc:
             if entry.install_hint is None:
                 raise
-            raise RuntimeError(
+            raise MissingExtra(
                 f"the {self.stage} {name!r} needs {exc.name or exc}: {entry.install_hint}"
             ) from exc

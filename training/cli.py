@@ -25,6 +25,7 @@ from typing import NoReturn
 from app.dataset import DatasetError
 from app.pipeline.detect import DETECTORS
 from app.pipeline.features import FEATURES
+from app.registry import MissingExtra
 from training.cache import default_cache_dir
 from training.fitting import TRAINERS
 from training.stages import Stages, TrainConfig
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model_search = loading.submit(import_model_search, config.backend)
         version_dir = train(config, stages.result, model_search.result)
-    except DatasetError as exc:  # TrainingInputError included
+    except (DatasetError, MissingExtra) as exc:  # TrainingInputError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an artifacts or cache folder that cannot be written

@@ -40,7 +40,11 @@ class TrainedModel(Protocol):
 TRAINERS = Registry(
     "training backend",
     {
-        "svm": Entry("training.sklearn_search:fit", "scikit-learn model search with cross-validation"),
+        "svm": Entry(
+            "training.sklearn_search:fit",
+            "scikit-learn model search with cross-validation",
+            install_hint="install the train extra: `pip install -c constraints.txt -e .[train]`",
+        ),
         "cnn": Entry(
             "training.keras_search:fit",
             "KerasTuner search over Keras networks on a validation split",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.artifacts import load_manifest
+from tests.fresh_python import run_python
 from tests.training.conftest import copy_photos
 from training.unknown_threshold import DEFAULT_THRESHOLDS
 
@@ -87,3 +88,21 @@ def test_cnn_trains_on_two_photos_each_without_a_score(tmp_path, shared_photos, 
     assert manifest.metrics["evaluation"]["method"] == "none"
     # the few-photo default for two photos each
     assert manifest.unknown.threshold == DEFAULT_THRESHOLDS["facenet"]["by_photos_per_person"][2]
+
+
+def test_a_missing_training_package_is_one_line(tmp_path, shared_photos) -> None:
+    """The svm search without skl2onnx (the train extra): the install line, exit 2, no traceback."""
+    data = copy_photos(tmp_path / "data", {p: paths[:5] for p, paths in shared_photos.items()})
+    script = (
+        "import sys; sys.modules['skl2onnx'] = None\n"
+        "from training.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    argv = ["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quick", "--no-cache"]
+    run = run_python(script, *argv, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: the training backend 'svm' needs skl2onnx: "
+        "install the train extra: `pip install -c constraints.txt -e .[train]`"
+    )
+    assert "Traceback" not in run.stderr
