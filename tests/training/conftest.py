@@ -96,3 +96,11 @@ def subset(embedded, per_person: int, people=PEOPLE) -> tuple[np.ndarray, np.nda
     features, labels = embedded
     keep = np.concatenate([np.flatnonzero(labels == p)[:per_person] for p in people])
     return features[keep], labels[keep]
+
+
+class Listing:
+    """The two things the svm backend reads from a manifest: the classes and the files it lists."""
+
+    def __init__(self, version_dir: Path, class_ids) -> None:
+        self.class_ids = list(class_ids)
+        self.files = {path.name: "" for path in version_dir.iterdir()}

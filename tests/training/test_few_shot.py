@@ -10,7 +10,7 @@ from app.backends import Classifier
 from app.backends.sklearn_model import SklearnClassifier
 from app.dataset import Photo
 from app.recognizer import UNKNOWN, Recognizer
-from tests.training.conftest import PEOPLE, copy_photos, subset
+from tests.training.conftest import PEOPLE, Listing, copy_photos, subset
 from training import sklearn_search
 from training.errors import TrainingInputError
 from training.fitting import FitOptions
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.slow
 def served(model: sklearn_search.SvmModel, tmp_path, class_ids) -> Classifier:
     """The model saved and loaded back as the service would: its ONNX export, or skops' allow-list."""
     model.save(tmp_path)
-    files = {path.name: "" for path in tmp_path.iterdir()}
-    manifest = type("M", (), {"class_ids": list(class_ids), "files": files})()
-    return SklearnClassifier.load(tmp_path, manifest)
+    return SklearnClassifier.load(tmp_path, Listing(tmp_path, class_ids))
 
 
 @pytest.mark.parametrize(

@@ -9,20 +9,12 @@ from sklearn.calibration import CalibratedClassifierCV
 from app.artifact_files import SKLEARN_MODEL, SKLEARN_ONNX
 from app.artifacts import ArtifactError
 from app.backends.sklearn_model import OnnxClassifier, SklearnClassifier
-from tests.training.conftest import PEOPLE, subset
+from tests.training.conftest import PEOPLE, Listing, subset
 from training import sklearn_search
 from training.fitting import FitOptions
 from training.onnx_export import TOLERANCE, export_onnx
 
 pytestmark = pytest.mark.slow
-
-
-class Listing:
-    """The two things the backend reads from a manifest: the classes and the files it lists."""
-
-    def __init__(self, version_dir, class_ids) -> None:
-        self.class_ids = list(class_ids)
-        self.files = {path.name: "" for path in version_dir.iterdir()}
 
 
 def test_the_calibrated_svm_is_served_from_its_export(embedded, tmp_path) -> None:

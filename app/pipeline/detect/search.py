@@ -52,12 +52,8 @@ def _overlaps(a: Box, b: Box, iou: float) -> bool:
     was found elsewhere, whose IoU with the whole face is small; the third, the same
     small face boxed a few pixels apart by two tiles, at low scores.
     """
-    w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
-    h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
-    if w <= 0 or h <= 0:
-        return False
-    inter = w * h
-    return (
+    inter = _intersection(a, b)
+    return inter > 0 and (
         inter / (a.area + b.area - inter) > iou
         or inter / min(a.area, b.area) > 0.6
         or _centre_inside(a, b)
@@ -65,12 +61,16 @@ def _overlaps(a: Box, b: Box, iou: float) -> bool:
     )
 
 
-def _iou(a: Box, b: Box) -> float:
+def _intersection(a: Box, b: Box) -> int:
+    """The area two boxes share, 0 when they do not meet."""
     w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
     h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
-    if w <= 0 or h <= 0:
-        return 0.0
-    return w * h / (a.area + b.area - w * h)
+    return w * h if w > 0 and h > 0 else 0
+
+
+def _iou(a: Box, b: Box) -> float:
+    inter = _intersection(a, b)
+    return inter / (a.area + b.area - inter) if inter else 0.0
 
 
 def _centre_inside(a: Box, b: Box) -> bool:
