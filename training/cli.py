@@ -107,7 +107,9 @@ def import_model_search(backend: str) -> None:
 
     A failure is left alone here: the main thread imports the same module when it fits, and
     reports the error there as it always has (a missing extra is one line with its install hint).
+    The garbage collector is off meanwhile, for the whole process (see the module's docstring).
     """
+    gc.disable()
     try:
         with contextlib.suppress(Exception):
             import sklearn.metrics
@@ -138,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=None if args.no_cache else args.cache_dir,
     )
     loading = ThreadPoolExecutor(2, thread_name_prefix="load")
-    gc.disable()  # until import_model_search has imported everything (see the module's docstring)
     try:
         stages = loading.submit(Stages.create, config)
         from training.train import train  # light: scikit-learn is imported by the next thread
@@ -153,6 +154,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         loading.shutdown(wait=False)
-        gc.enable()  # also when the run failed before the imports started
     print(version_dir)
     return 0

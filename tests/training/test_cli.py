@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from app.artifacts import load_manifest
@@ -57,6 +59,12 @@ def test_an_existing_version_is_not_overwritten(five_each, run_cli, tmp_path) ->
     assert code == 2
     assert "version v1 already exists" in one_line_error(err)
     assert load_manifest(tmp_path / "artifacts" / "svm" / "v1").version == "v1"
+
+
+def test_the_garbage_collector_is_on_again_after_a_run(five_each, run_cli) -> None:
+    """The command turns it off while it imports; a caller in the same process gets it back."""
+    assert run_cli(five_each)[0] == 0
+    assert gc.isenabled()
 
 
 @pytest.mark.parametrize(
