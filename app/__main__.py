@@ -5,30 +5,23 @@ Both read the same settings from the environment (or ``.env``), so they use the 
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import uvicorn
+from pydantic import ValidationError
 
-from app.config import get_settings
+from app.command_line import OneLineParser, port, positive
+from app.config import Settings, describe_invalid, get_settings
 from app.logging_config import log_config
 from app.shutdown import FORCE_BY
 
 
-def positive(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (argparse exits 2 with the message otherwise)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app")
+    parser = OneLineParser(prog="python -m app")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the model over HTTP")
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    serve.add_argument("--port", type=port, help="port (default: PORT or 8000)")
     classify = commands.add_parser("classify", help="classify every image under a folder into a file")
     classify.add_argument("dir", help="folder of images, searched recursively (a URI with --engine ray)")
     classify.add_argument("--out", required=True, help="results.jsonl or results.csv (ray: also .parquet)")
@@ -41,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=positive, default=16, help="most photos per batch and part file"
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        parser.exit(2, f"error: {describe_invalid(error, Settings)}\n")
     if args.command == "classify":
         # Imported here: serving never needs the batch module.
         from app import batch

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +16,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: out for pydantic and the type checker; tests/test_registries.py keeps them in step.
 BackendName = Literal["svm", "cnn"]
 DetectorName = Literal["blazeface", "haar"]
+#: ``logging``'s level names; ``LOG_LEVEL=info`` is read as INFO.
+LogLevel = Annotated[
+    Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"],
+    BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
+]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Settings(BaseSettings):
@@ -52,14 +58,26 @@ class Settings(BaseSettings):
     model_watch_interval_s: float = Field(
         5.0, ge=0, description="Check LATEST this often and swap in a new version; 0 turns it off"
     )
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
     api_key: SecretStr | None = Field(None, description="When set, /v1/* requires this X-API-Key")
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Port = 8000
     workers: int = Field(1, gt=0, description="Uvicorn worker processes; each holds its own model")
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def describe_invalid(error: ValidationError, settings: type[BaseSettings]) -> str:
+    """One line naming each bad setting as the environment spells it: ``... PORT='abc': ...``."""
+    prefix = settings.model_config.get("env_prefix") or ""
+
+    def variable(location: tuple[int | str, ...]) -> str:
+        name = str(location[0])  # a field's name, or the alias it was read by (already in full)
+        return (prefix + name if name in settings.model_fields else name).upper()
+
+    problems = "; ".join(f"{variable(e['loc'])}={e['input']!r}: {e['msg']}" for e in error.errors())
+    return f"a setting in the environment or .env: {problems}"

@@ -27,8 +27,8 @@ import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NoReturn
 
+from app.command_line import OneLineParser, positive
 from app.dataset import DatasetError
 from app.pipeline.detect import DETECTORS
 from app.pipeline.features import FEATURES
@@ -48,25 +48,8 @@ def _test_size(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the usage is one ``--help`` away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m training", description=__doc__)
+    parser = OneLineParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("train", help="train a new model version from <data>/<person>/<photos>")
     run.add_argument(
@@ -87,11 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=42, help="split and search seed (default 42)")
     run.add_argument("--version", help="version name (default: UTC timestamp)")
     run.add_argument(
-        "--max-per-class", type=_positive, help="use at most N photos per person (for smoke runs)"
+        "--max-per-class", type=positive, help="use at most N photos per person (for smoke runs)"
     )
     run.add_argument("--quick", action="store_true", help="tiny search spaces, for tests")
-    run.add_argument("--max-trials", type=_positive, help="cnn: KerasTuner trials (default 20; --quick 2)")
-    run.add_argument("--epochs", type=_positive, help="cnn: most epochs per trial (default 100; --quick 3)")
+    run.add_argument("--max-trials", type=positive, help="cnn: KerasTuner trials (default 20; --quick 2)")
+    run.add_argument("--epochs", type=positive, help="cnn: most epochs per trial (default 100; --quick 3)")
     run.add_argument(
         "--cache-dir",
         type=Path,

@@ -17,17 +17,18 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.command_line import OneLineParser, port
+from app.config import describe_invalid
 from app.dataset import DatasetError
-from training.cli import _Parser
 from training.enrolment.settings import EnrolmentSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m training.enrolment", description=__doc__)
+    parser = OneLineParser(prog="python -m training.enrolment", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the trainer service (enrolment API and people page)")
     serve.add_argument("--host", help="bind address (default: ENROL_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default: ENROL_PORT or 8100)")
+    serve.add_argument("--port", type=port, help="port (default: ENROL_PORT or 8100)")
     enrol = commands.add_parser("import", help="enrol every person folder under DIR, then build a version")
     enrol.add_argument("dir", type=Path, help="one sub-folder of photos per person (classes.json optional)")
     commands.add_parser(
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = EnrolmentSettings()
     except ValidationError as exc:
-        print(f"error: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        print(f"error: {describe_invalid(exc, EnrolmentSettings)}", file=sys.stderr)
         return 2
     if args.command == "serve":
         import uvicorn

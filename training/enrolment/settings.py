@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.config import PROJECT_ROOT
+from app.config import PROJECT_ROOT, LogLevel, Port
 
 
 class EnrolmentSettings(BaseSettings):
@@ -62,5 +62,5 @@ class EnrolmentSettings(BaseSettings):
         "full: also logistic regression and random forest, as the CLI does (several times slower)",
     )
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("ENROL_HOST", "HOST"))
-    port: int = Field(8100, validation_alias=AliasChoices("ENROL_PORT", "PORT"))
-    log_level: str = "INFO"
+    port: Port = Field(8100, validation_alias=AliasChoices("ENROL_PORT", "PORT"))
+    log_level: LogLevel = "INFO"

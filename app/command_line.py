@@ -1,0 +1,44 @@
+"""What the two command lines (``python -m app``, ``python -m training``) share.
+
+Bad input to a command is one line on stderr and exit status 2, never a usage dump or a
+traceback: argparse's own errors go through ``OneLineParser``, and the argument types
+here say what is wrong with a value in words.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+#: The ports a service may listen on (0, "any free port", would leave the user guessing).
+PORTS = range(1, 65536)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def positive(text: str) -> int:
+    """A whole number of at least 1."""
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    value = whole_number(text)
+    if value not in PORTS:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
+    return value

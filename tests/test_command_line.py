@@ -1,0 +1,79 @@
+"""Every command answers bad arguments and bad settings with one line on stderr and exit status 2.
+
+Real processes, as a user runs them: the errors come before any model is loaded, so each
+run takes well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.config import PROJECT_ROOT
+
+
+def run(module: str, *args: str, **env: str) -> str:
+    """``python -m module args...`` with ``env`` added; asserts exit 2 and one ``error:`` line."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        ("app", [], "the following arguments are required: command (see python -m app --help)"),
+        ("app", ["classify", "photos"], "the following arguments are required: --out"),
+        ("app", ["serve", "--port", "99999"], "argument --port: 99999 is not a port (1 to 65535)"),
+        ("app", ["serve", "--port", "http"], "argument --port: not a whole number: 'http'"),
+        ("app", ["classify", "photos", "--out", "x.jsonl", "--actors", "0"], "--actors: 0 is not at least 1"),
+        ("training.enrolment", ["serve", "--port", "0"], "argument --port: 0 is not a port"),
+        ("training", ["train", "--data", "x", "--epochs", "1.5"], "--epochs: not a whole number: '1.5'"),
+    ],
+)
+def test_bad_arguments(module: str, args: list[str], message: str) -> None:
+    assert message in run(module, *args)
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "env", "message"),
+    [
+        ("app", ["serve"], {"PORT": "abc"}, "PORT='abc': Input should be a valid integer"),
+        ("app", ["serve"], {"PORT": "70000"}, "PORT='70000': Input should be less than or equal to 65535"),
+        ("app", ["serve"], {"LOG_LEVEL": "loud"}, "LOG_LEVEL='LOUD': Input should be 'CRITICAL', "),
+        ("app", ["classify", "x", "--out", "x.jsonl"], {"MAX_UPLOAD_BYTES": "-1"}, "MAX_UPLOAD_BYTES='-1'"),
+        ("training.enrolment", ["check"], {"ENROL_LOG_LEVEL": "loud"}, "ENROL_LOG_LEVEL='LOUD'"),
+        ("training.enrolment", ["check"], {"ENROL_PORT": "x"}, "ENROL_PORT='x': Input should be a valid"),
+    ],
+)
+def test_bad_settings_name_the_variable(
+    module: str, args: list[str], env: dict[str, str], message: str
+) -> None:
+    line = run(module, *args, **env)
+    assert line.startswith("error: a setting in the environment or .env: ")
+    assert message in line
+
+
+def test_every_bad_setting_is_named_at_once() -> None:
+    line = run("app", "serve", PORT="abc", CLASSIFIER_BACKEND="xgboost")
+    assert "PORT='abc'" in line and "CLASSIFIER_BACKEND='xgboost': Input should be 'svm' or 'cnn'" in line
+
+
+def test_a_level_in_lower_case_is_read() -> None:
+    """LOG_LEVEL=debug is how people write it; the first error is then the missing folder's."""
+    assert run("app", "classify", "/no/such/folder", "--out", "x.jsonl", LOG_LEVEL="debug") == (
+        "error: /no/such/folder is not a folder"
+    )
