@@ -4,7 +4,7 @@ This is the ``local`` engine (threads on one machine, the default). ``--engine r
 runs the same per-photo steps on a Ray cluster instead (``app.batch_ray``).
 
 For bulk jobs, and for checking a model on a labelled folder. It loads the model
-exactly as the service does (``ModelHost`` with the same ``Settings``: backend,
+exactly as the service does (``load_recognizer`` with the same ``Settings``: backend,
 artifacts folder, version, detector, limits, inference threads), so a row here is
 what ``POST /v1/classify`` would have answered for that file.
 
@@ -33,7 +33,7 @@ from tqdm import tqdm
 from app.artifacts import ArtifactError
 from app.config import Settings
 from app.dataset import IMAGE_SUFFIXES, Photo
-from app.model_host import ModelHost
+from app.model_host import load_recognizer
 from app.recognizer import FaceResult, Recognizer
 
 if TYPE_CHECKING:  # scikit-learn's metrics: imported when a folder is scored, not by the Ray driver
@@ -201,8 +201,10 @@ def classify_folder(root: Path, out: Path, settings: Settings) -> BatchSummary:
         raise BatchInputError(f"--out must end in {' or '.join(FORMATS)}, not {out.name!r}")
     if not root.is_dir():
         raise BatchInputError(f"{root} is not a folder")
+    if not out.parent.is_dir():  # found now, not after the model has loaded
+        raise BatchInputError(f"--out: the folder {out.parent} does not exist")
     images, skipped = find_images(root)
-    recognizer = ModelHost(settings).load()  # verified and warmed up, as the service does
+    recognizer = load_recognizer(settings)
     classes = set(recognizer.classes)
     answers: list[PhotoAnswer] = []
     counts = {"face": 0, "no_face": 0, "error": 0}
@@ -291,6 +293,9 @@ def main(
         return USAGE_ERROR
     except ArtifactError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # --out cannot be written, or the disk filled up
+        print(f"error: {exc.strerror or exc}: {exc.filename or out}", file=sys.stderr)
         return 1
     print(format_summary(summary, Path(out)))
     return 0 if summary.photos else 1

@@ -7,7 +7,7 @@ are the local engine's) over every core of a cluster:
 - list: the driver lists SRC, a local folder or any URI pyarrow (``s3://``, ``gs://``,
   ``hdfs://``...) or fsspec knows, and hands Ray Data the (path, size) of each photo to do;
 - read, classify and write: ``map_batches`` on a fixed pool of actors, each of which loads
-  and verifies the model once (``ModelHost``, as the service does), then reads, classifies
+  and verifies the model once (``load_recognizer``, as the service does), then reads, classifies
   and writes batch after batch, each batch as one part file in DST (Parquet, JSON lines or
   CSV); only the batch's counts go back to the driver.
 
@@ -49,7 +49,7 @@ from ray.data import ActorPoolStrategy
 from app.artifacts import load_manifest, resolve_version_dir
 from app.batch import FORMATS, BatchInputError, RowWriter, classify_photo, is_hidden, is_image, rows
 from app.config import Settings
-from app.model_host import ModelHost
+from app.model_host import load_recognizer
 
 #: Output formats of the Ray engine, chosen by the suffix of DST (a folder of part files).
 RAY_FORMATS = {".parquet": "parquet", **FORMATS}
@@ -263,7 +263,7 @@ class PhotoClassifier:
         # OpenCV's own thread pool is as large as the machine; Ray gave this actor
         # ``inference_threads`` CPUs, and more threads than that only fight the other actors.
         cv2.setNumThreads(settings.inference_threads)
-        self.recognizer = ModelHost(settings).load()  # verified and warmed up, as the service does
+        self.recognizer = load_recognizer(settings)
         self.src = src
         self.root = PurePosixPath(src.path)
         self.max_pixels = settings.max_pixels

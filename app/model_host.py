@@ -64,13 +64,7 @@ class ModelHost:
                 )
                 if version is None and s.model_version is None:
                     self._followed = version_dir
-                recognizer = Recognizer.from_artifact(
-                    version_dir,
-                    detector=s.face_detector,
-                    unknown_threshold=s.unknown_threshold,
-                    max_faces=s.max_faces,
-                )
-                warm_up(recognizer)
+                recognizer = load_recognizer(s, version_dir)
             except Exception as exc:
                 if self._current is None:
                     self.error = f"{type(exc).__name__}: {exc}"
@@ -97,6 +91,27 @@ class ModelHost:
             recognizer.manifest.version,
             recognizer.version_dir or "memory",
         )
+
+
+def load_recognizer(settings: Settings, version_dir: Path | None = None) -> Recognizer:
+    """A version as ``settings`` ask to serve it, verified and warmed up; by default the one
+    they name (``MODEL_VERSION``, else what ``LATEST`` names now).
+
+    What a batch job loads once (``python -m app classify``, a Ray actor). A service goes
+    through ``ModelHost.load``, which also follows ``LATEST``, logs, and keeps the last good model.
+    """
+    if version_dir is None:
+        version_dir = resolve_version_dir(
+            settings.artifacts_dir, settings.classifier_backend, settings.model_version
+        )
+    recognizer = Recognizer.from_artifact(
+        version_dir,
+        detector=settings.face_detector,
+        unknown_threshold=settings.unknown_threshold,
+        max_faces=settings.max_faces,
+    )
+    warm_up(recognizer)
+    return recognizer
 
 
 def warm_up(recognizer: Recognizer) -> None:

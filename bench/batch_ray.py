@@ -50,7 +50,7 @@ import ray.data
 
 from app import batch, batch_ray
 from app.config import PROJECT_ROOT, Settings
-from app.model_host import ModelHost
+from app.model_host import load_recognizer
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "hobbits"
 #: (actors, threads per actor) tried on the Ray engine by default.
@@ -163,7 +163,7 @@ def timed(label: str, n: int, run: Callable[[], object], cpu: dict[str, str]) ->
 def profile(folder: Path, settings: Settings, sample: int) -> None:
     """Mean seconds per photo of each stage, on one thread: what a core spends its time on."""
     cv2.setNumThreads(1)  # one core, as a Ray actor with one CPU runs it
-    recognizer = ModelHost(settings.model_copy(update={"inference_threads": 1})).load()
+    recognizer = load_recognizer(settings.model_copy(update={"inference_threads": 1}))
     stages: dict[str, list[float]] = {}
     for path in sorted(folder.rglob("*.*"))[:sample]:
         start = time.perf_counter()
@@ -266,7 +266,7 @@ def main() -> int:
             options = batch_ray.RayOptions(actors=actors, threads_per_actor=threads)
             runs[f"ray, {actors} actor(s) x {threads} thread(s)"] = functools.partial(on_ray, options)
         # The first load's imports are this process's, once: not a round's.
-        ModelHost(settings).load()
+        load_recognizer(settings)
         ratios: dict[str, list[float]] = {label: [] for label in runs if label != "local engine"}
         for index in range(args.rounds):
             # Alternate the order (local first, then Ray first...): the machine drifts.

@@ -299,7 +299,7 @@ def test_cli_joins_a_running_cluster(
     for args, message in [
         ((str(src), "--out", str(tmp_path / "r.xlsx"), "--engine", "ray"), "--out must end in .parquet"),
         (("s3://bucket/photos", "--out", str(tmp_path / "r.jsonl")), "use --engine ray"),
-        ((str(src), "--out", str(dst), "--engine", "ray", "--actors", "0"), "must be at least 1"),
+        ((str(src), "--out", str(dst), "--engine", "ray", "--actors", "0"), "--actors: 0 is not at least 1"),
     ]:
         refused = run_cli(*args)
         assert refused.returncode == 2, refused.stderr

@@ -15,8 +15,8 @@ import pytest
 from app.config import PROJECT_ROOT
 
 
-def run(module: str, *args: str, **env: str) -> str:
-    """``python -m module args...`` with ``env`` added; asserts exit 2 and one ``error:`` line."""
+def run(module: str, *args: str, status: int = 2, **env: str) -> str:
+    """``python -m module args...`` with ``env`` added; asserts exit ``status`` and one ``error:`` line."""
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=PROJECT_ROOT,
@@ -27,7 +27,7 @@ def run(module: str, *args: str, **env: str) -> str:
         timeout=60,
     )
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == status, done.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     return lines[0]
 
@@ -77,3 +77,24 @@ def test_a_level_in_lower_case_is_read() -> None:
     assert run("app", "classify", "/no/such/folder", "--out", "x.jsonl", LOG_LEVEL="debug") == (
         "error: /no/such/folder is not a folder"
     )
+
+
+def test_an_output_folder_that_does_not_exist_is_found_before_the_model_loads(tmp_path) -> None:
+    out = tmp_path / "no" / "such" / "rows.jsonl"
+    assert run("app", "classify", str(tmp_path), "--out", str(out)) == (
+        f"error: --out: the folder {out.parent} does not exist"
+    )
+
+
+def test_a_missing_model_is_one_line(tmp_path) -> None:
+    """Exit 1, as for a folder with nothing to classify: the arguments were fine, the setup is not."""
+    line = run(
+        "app",
+        "classify",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "rows.jsonl"),
+        status=1,
+        ARTIFACTS_DIR=str(tmp_path / "none"),
+    )
+    assert line == f"error: no model for backend 'svm': cannot read {tmp_path / 'none' / 'svm' / 'LATEST'}"
