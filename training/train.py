@@ -164,7 +164,9 @@ def _evaluate(
 
 
 def _new_version_dir(backend_dir: Path, version: str | None) -> Path:
-    """The folder the run will write, refused up front if the name is unsafe or taken."""
+    """The folder the run will write, refused up front if the name is unsafe or taken, or its
+    parent cannot be made (an OSError): before any photo is detected, not after."""
+    backend_dir.mkdir(parents=True, exist_ok=True)
     if version is None:
         return backend_dir / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     try:

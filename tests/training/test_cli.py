@@ -61,6 +61,17 @@ def test_an_existing_version_is_not_overwritten(five_each, run_cli, tmp_path) ->
     assert load_manifest(tmp_path / "artifacts" / "svm" / "v1").version == "v1"
 
 
+def test_an_artifacts_folder_that_cannot_be_made_is_refused_before_detecting(
+    five_each, run_cli, tmp_path
+) -> None:
+    blocker, cache = tmp_path / "a-file", tmp_path / "empty-cache"
+    blocker.write_text("not a folder")
+    code, err = run_cli(five_each, "--artifacts", str(blocker / "artifacts"), "--cache-dir", str(cache))
+    assert code == 2
+    assert one_line_error(err) == f"error: Not a directory: {blocker / 'artifacts' / 'svm'}"
+    assert not any(cache.rglob("*.npz"))  # no photo was detected
+
+
 def test_the_garbage_collector_is_on_again_after_a_run(five_each, run_cli) -> None:
     """The command turns it off while it imports; a caller in the same process gets it back."""
     assert run_cli(five_each)[0] == 0
