@@ -53,6 +53,18 @@ def test_nearest_centroid_has_no_export(embedded) -> None:
     assert export_onnx(centroid.fit(features, labels), features)[0] is None
 
 
+@pytest.mark.parametrize("neighbours", [1, 3])
+def test_a_neighbour_vote_is_exported_only_with_one_neighbour(embedded, neighbours) -> None:
+    """1-NN exports exactly; a distance-weighted vote over more is not tried (skl2onnx weighs it apart)."""
+    features, labels = subset(embedded, 3)
+    knn = sklearn_search.few_shot_candidates(3, len(labels))["knn"][0]
+    exported, why = export_onnx(knn.set_params(model__n_neighbors=neighbours).fit(features, labels), features)
+    if neighbours == 1:
+        assert exported is not None and why.startswith("served by ONNX Runtime"), why
+    else:
+        assert exported is None and why.endswith("so its export is not tried"), why
+
+
 def test_an_export_that_answers_otherwise_is_refused(embedded) -> None:
     """skl2onnx 1.20 converts the search's calibrated logistic regression, but its probabilities move."""
     features, labels = subset(embedded, 10)
