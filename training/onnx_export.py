@@ -18,12 +18,18 @@ the check always refused it, after a warm retrain had paid 0.2 s to import skl2o
 from __future__ import annotations
 
 import warnings
+from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
+
+# Without skl2onnx (the train extra) the svm trainer still fails to load, one line with the
+# extra's install hint (app.registry.MissingExtra), though skl2onnx is imported only for an export.
+if find_spec("skl2onnx") is None:
+    raise ModuleNotFoundError("No module named 'skl2onnx'", name="skl2onnx")
 
 #: Largest difference allowed between the export's probabilities and scikit-learn's
 #: (float32 against float64 arithmetic differs by about 1e-7).
