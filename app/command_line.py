@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-#: The ports a service may listen on (0, "any free port", would leave the user guessing).
-PORTS = range(1, 65536)
+from app.config import PORTS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,8 +36,8 @@ def positive(text: str) -> int:
 
 
 def port(text: str) -> int:
-    """A TCP port, 1 to 65535."""
+    """A TCP port a service may listen on (``app.config.PORTS``), as the PORT setting is checked."""
     value = whole_number(text)
     if value not in PORTS:
-        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
+        raise argparse.ArgumentTypeError(f"{value} is not a port ({PORTS.start} to {PORTS.stop - 1})")
     return value

@@ -21,7 +21,9 @@ LogLevel = Annotated[
     Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"],
     BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
 ]
-Port = Annotated[int, Field(ge=1, le=65535)]
+#: The ports a service may listen on (0, "any free port", would leave the user guessing).
+PORTS = range(1, 65536)
+Port = Annotated[int, Field(ge=PORTS.start, le=PORTS.stop - 1)]
 
 
 class Settings(BaseSettings):
