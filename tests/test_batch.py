@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +22,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import batch
-from app.config import PROJECT_ROOT, Settings
+from app.config import Settings
 from tests.conftest import ARTIFACTS, LabelledPhoto
-from tests.fresh_python import run_python
+from tests.fresh_python import run_module, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -105,15 +103,7 @@ def test_cli_writes_jsonl_and_prints_the_accuracy(folder: Path, tmp_path: Path, 
     out = tmp_path / "results.jsonl"
     backend = client.get("/v1/models").json()["backend"]  # the batch CLI and the client serve one model
     env = {**os.environ, "ARTIFACTS_DIR": str(ARTIFACTS), "CLASSIFIER_BACKEND": backend}
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "classify", str(folder), "--out", str(out)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_module("app", "classify", str(folder), "--out", str(out), timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     check_rows(rows, folder, client)

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -29,8 +28,9 @@ import numpy as np
 import pytest
 
 from app import batch
-from app.config import PROJECT_ROOT, Settings
+from app.config import Settings
 from tests.conftest import ARTIFACTS, LabelledPhoto
+from tests.fresh_python import run_module
 from tests.images import encode, no_face_image
 
 if os.environ.get("CI") == "true":
@@ -269,15 +269,8 @@ def test_a_destination_written_by_another_model_is_refused(photos: Path, tmp_pat
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "classify", *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "ARTIFACTS_DIR": str(ARTIFACTS), "CLASSIFIER_BACKEND": "svm", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    env = {**os.environ, "ARTIFACTS_DIR": str(ARTIFACTS), "CLASSIFIER_BACKEND": "svm", **(env or {})}
+    return run_module("app", "classify", *args, timeout=300, env=env)
 
 
 def test_cli_joins_a_running_cluster(

@@ -7,25 +7,15 @@ run takes well under a second.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from app.config import PROJECT_ROOT
+from tests.fresh_python import run_module
 
 
 def run(module: str, *args: str, status: int = 2, **env: str) -> str:
     """``python -m module args...`` with ``env`` added; asserts exit ``status`` and one ``error:`` line."""
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = run_module(module, *args, timeout=60, env={**os.environ, **env})
     lines = done.stderr.strip().splitlines()
     assert done.returncode == status, done.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr

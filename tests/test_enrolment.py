@@ -14,7 +14,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from app.dataset import IMAGE_SUFFIXES
 from app.main import create_app
 from app.unknown import l2_normalise
 from tests.conftest import ARTIFACTS, LabelledPhoto, wait_ready
+from tests.fresh_python import run_module
 from tests.images import encode, no_face_image, side_by_side
 from tests.server import running_server
 from tests.trainer import kill_mid_change, trainer_env, wait_built
@@ -396,14 +396,7 @@ def test_compose_gives_the_trainer_the_volumes_and_the_api_a_read_only_view() ->
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "training.enrolment", *args],
-        env=os.environ | env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_module("training.enrolment", *args, timeout=300, env=os.environ | env)
 
 
 def test_import_a_folder_then_check_and_bad_input_is_one_line(
