@@ -26,6 +26,8 @@ import onnxruntime as ort
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
+from app.backends.sklearn_model import OnnxClassifier
+
 # Without skl2onnx (the train extra) the svm trainer still fails to load, one line with the
 # extra's install hint (app.registry.MissingExtra), though skl2onnx is imported only for an export.
 if find_spec("skl2onnx") is None:
@@ -54,8 +56,9 @@ def export_onnx(estimator: Any, features: np.ndarray) -> tuple[bytes | None, str
             model = to_onnx(estimator, rows[:1], options={"zipmap": False}).SerializeToString()
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as error:
         return None, f"served by scikit-learn: skl2onnx cannot convert it ({error.__class__.__name__})"
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    exported = session.run(["probabilities"], {session.get_inputs()[0].name: rows})[0]
+    # Run as the service runs it (app/backends/sklearn_model.py), so what is checked is what serves.
+    served = OnnxClassifier(ort.InferenceSession(model, providers=["CPUExecutionProvider"]))
+    exported = served.predict_proba(rows)
     expected = estimator.predict_proba(rows)
     difference = float(np.abs(exported - expected).max())
     if difference > TOLERANCE or (exported.argmax(axis=1) != expected.argmax(axis=1)).any():
