@@ -52,12 +52,20 @@ def test_blazeface_finds_a_face_in_every_held_out_photo(held_out) -> None:
     assert missed == []
 
 
-def test_blazeface_gives_eyes_inside_the_box(one_face) -> None:
+def test_blazeface_gives_eyes_nose_and_mouth_inside_the_box(one_face) -> None:
     (face,) = create_detector("blazeface").detect(one_face.rgb)
-    for x, y in (face.left_eye, face.right_eye):
+    assert set(face.landmarks) == {"left_eye", "right_eye", "nose", "mouth"}
+    for x, y in face.landmarks.values():
         assert face.box.x <= x <= face.box.x + face.box.width
         assert face.box.y <= y <= face.box.y + face.box.height
     assert face.left_eye[0] < face.right_eye[0]
+    eyes_y = (face.left_eye[1] + face.right_eye[1]) / 2
+    assert eyes_y < face.landmarks["nose"][1] < face.landmarks["mouth"][1]
+
+
+def test_a_landmark_must_have_a_known_name() -> None:
+    with pytest.raises(ValueError, match="unknown landmark"):
+        Detection(Box(0, 0, 10, 10), landmarks={"chin": (5.0, 9.0)})
 
 
 def test_unknown_detector_name() -> None:
@@ -77,7 +85,7 @@ def test_align_levels_the_eyes() -> None:
     left, right = (70, 80), (130, 120)
     cv2.circle(rgb, left, 4, (255, 255, 255), -1)
     cv2.circle(rgb, right, 4, (255, 255, 255), -1)
-    face = Detection(Box(50, 50, 100, 100), left_eye=left, right_eye=right)
+    face = Detection(Box(50, 50, 100, 100), landmarks={"left_eye": left, "right_eye": right})
     aligned = align_face(rgb, face, size=100, margin=0.0)
     assert aligned.shape == (100, 100, 3)
     ys, _ = np.nonzero(aligned[..., 0] > 128)

@@ -105,7 +105,7 @@ def test_a_face_found_in_a_turned_image_maps_back(turns: int) -> None:
     image[10, 30] = 1
     row, col = np.argwhere(np.rot90(image, turns) == 1)[0]
     eye = (col + 0.5, row + 0.5)
-    face = unrotate(Detection(Box(int(col), int(row), 1, 1), 1.0, eye, eye), turns, 200, 100)
+    face = unrotate(Detection(Box(int(col), int(row), 1, 1), 1.0, {"left_eye": eye}), turns, 200, 100)
     assert face.left_eye == pytest.approx((30.5, 10.5))
     assert (face.box.x, face.box.y) == (30, 10)
 

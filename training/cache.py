@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 
 import app.pipeline
-from app.pipeline.detect import Box, Detection, FaceDetector
+from app.pipeline.detect import LANDMARKS, Box, Detection, FaceDetector
 from app.pipeline.features import FeatureExtractor
 from app.pipeline.weights import MODELS
 
 log = logging.getLogger("training")
 
 #: Bump when the entry layout changes.
-FORMAT = 1
+FORMAT = 2
 #: Distributions whose code or weights produce detections and features; absent ones are skipped.
 PIPELINE_DISTRIBUTIONS = (
     "numpy",
@@ -67,25 +67,29 @@ class PhotoFaces:
     features: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        nan = (np.nan, np.nan)
+        landmarks = np.full((len(self.faces), len(LANDMARKS), 2), np.nan)
+        for row, face in zip(landmarks, self.faces, strict=True):
+            for name, point in face.landmarks.items():
+                row[LANDMARKS.index(name)] = point
         return {
             "boxes": np.array(
                 [[f.box.x, f.box.y, f.box.width, f.box.height] for f in self.faces], np.int64
             ).reshape(-1, 4),
             "scores": np.array([f.score for f in self.faces], np.float64),
-            "eyes": np.array(
-                [[*(f.left_eye or nan), *(f.right_eye or nan)] for f in self.faces], np.float64
-            ).reshape(-1, 4),
+            "landmarks": landmarks,
             "features": self.features,
         }
 
     @classmethod
     def from_arrays(cls, arrays: Any) -> PhotoFaces:
         faces = []
-        for box, score, eyes in zip(arrays["boxes"], arrays["scores"], arrays["eyes"], strict=True):
-            left = None if np.isnan(eyes[0]) else (float(eyes[0]), float(eyes[1]))
-            right = None if np.isnan(eyes[2]) else (float(eyes[2]), float(eyes[3]))
-            faces.append(Detection(Box(*(int(v) for v in box)), float(score), left, right))
+        for box, score, points in zip(arrays["boxes"], arrays["scores"], arrays["landmarks"], strict=True):
+            landmarks = {
+                name: (float(x), float(y))
+                for name, (x, y) in zip(LANDMARKS, points, strict=True)
+                if not np.isnan(x)
+            }
+            faces.append(Detection(Box(*(int(v) for v in box)), float(score), landmarks))
         return cls(tuple(faces), np.asarray(arrays["features"]))
 
 

@@ -9,7 +9,8 @@ smaller faces; the default search is what a plain request gets.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -18,6 +19,12 @@ import numpy as np
 from app.registry import Entry, Registry
 
 Point = tuple[float, float]
+
+#: The facial points a detector may report, by name. "left" is the left of the image (the
+#: person's right): ``mouth_left`` and ``mouth_right`` are the mouth's corners, ``mouth`` its
+#: centre (BlazeFace gives the centre, CenterFace the corners). Alignment templates place
+#: points of the same names.
+LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right", "mouth")
 
 #: BlazeFace models run in order on the whole photo until one finds a face (see detect/blazeface.py).
 BLAZEFACE_MODELS = ("back", "full_range", "short_range")
@@ -53,36 +60,39 @@ class Box:
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: its box, the detector's score, and eye centres when the detector gives them.
+    """One face: its box, the detector's score, and the facial points the detector gives.
 
-    ``left_eye`` is the eye on the left of the image (the person's right eye).
+    ``landmarks`` maps names of ``LANDMARKS`` to points in image pixels; a detector that
+    gives no points (or only some) leaves the rest out.
     """
 
     box: Box
     score: float = 1.0
-    left_eye: Point | None = None
-    right_eye: Point | None = None
+    landmarks: Mapping[str, Point] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.landmarks) - set(LANDMARKS)
+        if unknown:
+            raise ValueError(f"unknown landmark(s) {sorted(unknown)}; choose from {LANDMARKS}")
+
+    @property
+    def left_eye(self) -> Point | None:
+        return self.landmarks.get("left_eye")
+
+    @property
+    def right_eye(self) -> Point | None:
+        return self.landmarks.get("right_eye")
+
+    def with_points_mapped(self, box: Box, point: Callable[[float, float], Point]) -> Detection:
+        """The same face with a new ``box`` and every landmark passed through ``point``."""
+        return replace(self, box=box, landmarks={k: point(*p) for k, p in self.landmarks.items()})
 
     def scaled(self, factor: float) -> Detection:
-        def point(p: Point | None) -> Point | None:
-            return None if p is None else (p[0] * factor, p[1] * factor)
-
-        return replace(
-            self,
-            box=self.box.scaled(factor),
-            left_eye=point(self.left_eye),
-            right_eye=point(self.right_eye),
-        )
+        return self.with_points_mapped(self.box.scaled(factor), lambda x, y: (x * factor, y * factor))
 
     def moved(self, dx: int, dy: int) -> Detection:
         """The same face in an image whose origin is ``(-dx, -dy)`` here: a tile's face in the photo."""
-
-        def point(p: Point | None) -> Point | None:
-            return None if p is None else (p[0] + dx, p[1] + dy)
-
-        return replace(
-            self, box=self.box.moved(dx, dy), left_eye=point(self.left_eye), right_eye=point(self.right_eye)
-        )
+        return self.with_points_mapped(self.box.moved(dx, dy), lambda x, y: (x + dx, y + dy))
 
 
 class FaceDetector(ABC):

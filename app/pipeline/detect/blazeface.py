@@ -44,7 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.pipeline.detect import BLAZEFACE_MODELS, Box, Detection, FaceDetector
+from app.pipeline.detect import BLAZEFACE_MODELS, Box, Detection, FaceDetector, Point
 from app.pipeline.detect.search import cut_by_inner_edge, novel, tile_grid, unrotate
 from app.pipeline.onnx_session import default_intra_op_threads, load_session
 
@@ -132,6 +132,21 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, i
         remaining = remaining[~member]
 
 
+def landmarks(points: np.ndarray) -> dict[str, Point]:
+    """BlazeFace's keypoints (eyes, nose tip, mouth centre, two ears) by name; the ears are left out.
+
+    The eyes are named by where they are in the image, so a face found upside down (in a
+    quarter-turned photo) still has its ``left_eye`` on the image's left.
+    """
+    eyes = sorted(map(tuple, points[:2].tolist()))
+    return {
+        "left_eye": eyes[0],
+        "right_eye": eyes[1],
+        "nose": (float(points[2, 0]), float(points[2, 1])),
+        "mouth": (float(points[3, 0]), float(points[3, 1])),
+    }
+
+
 class _Model:
     """One loaded BlazeFace network (converted from the wheel's .tflite by ``make onnx``)."""
 
@@ -178,9 +193,12 @@ class _Model:
             x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
-            eyes = sorted(map(tuple, to_pixels(points[:2]).tolist()))  # the model's first two points
             found.append(
-                Detection(Box(round(x0), round(y0), round(x1 - x0), round(y1 - y0)), score, eyes[0], eyes[1])
+                Detection(
+                    Box(round(x0), round(y0), round(x1 - x0), round(y1 - y0)),
+                    score,
+                    landmarks(to_pixels(points)),
+                )
             )
         return found
 

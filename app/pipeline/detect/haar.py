@@ -70,7 +70,8 @@ class HaarDetector(FaceDetector):
             eyes = cascades.eye.detectMultiScale(gray[y : y + h, x : x + w])
             if len(eyes) >= self.min_eyes:
                 left, right = _two_eyes(eyes, x, y)
-                found.append(Detection(Box(int(x), int(y), int(w), int(h)), 1.0, left, right))
+                points = {"left_eye": left, "right_eye": right}
+                found.append(Detection(Box(int(x), int(y), int(w), int(h)), 1.0, points))
         return found
 
     def _cascades(self) -> _Cascades:

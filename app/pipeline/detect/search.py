@@ -109,7 +109,7 @@ def novel(
 def unrotate(face: Detection, quarter_turns: int, width: int, height: int) -> Detection:
     """A face found in ``np.rot90(image, quarter_turns)`` mapped back into the ``width`` x ``height`` image.
 
-    The eyes keep their roles (the person's right eye stays ``left_eye``), so aligning on
+    The landmarks keep their roles (the person's right eye stays ``left_eye``), so aligning on
     them turns the face upright again.
     """
     k = quarter_turns % 4
@@ -127,6 +127,4 @@ def unrotate(face: Detection, quarter_turns: int, width: int, height: int) -> De
     x0, x1 = sorted(c[0] for c in corners)
     y0, y1 = sorted(c[1] for c in corners)
     box = Box(round(x0), round(y0), round(x1 - x0), round(y1 - y0))
-    left = None if face.left_eye is None else point(*face.left_eye)
-    right = None if face.right_eye is None else point(*face.right_eye)
-    return Detection(box, face.score, left, right)
+    return face.with_points_mapped(box, point)
