@@ -38,17 +38,17 @@ from app.artifacts import (
     write_manifest,
 )
 from app.dataset import Dataset, DatasetError, Photo
+from enrolment import durable
+from enrolment.intake import Intake
+from enrolment.settings import EnrolmentSettings
+from enrolment.store import Snapshot, Store
 from training.artifact import fit_artifact
-from training.enrolment import durable
-from training.enrolment.intake import Intake
-from training.enrolment.settings import EnrolmentSettings
-from training.enrolment.store import Snapshot, Store
 from training.errors import TrainingInputError
 from training.faces import embed_photos, main_face_features, summarise_drops
 from training.fitting import FitOptions
 from training.report import write_report
 
-log = logging.getLogger("training.enrolment")
+log = logging.getLogger("enrolment")
 
 #: The svm search an enrolment build runs by default (ENROL_SEARCH=svm; see docs/enrolment.md).
 SVM_ONLY = frozenset({"svm"})

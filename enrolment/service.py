@@ -17,10 +17,10 @@ from pathlib import Path, PurePosixPath
 from app.dataset import CLASSES_FILE, IMAGE_SUFFIXES, SYSTEM_NAMES, scan
 from app.pipeline.decode import decode_photo
 from app.pipeline.errors import ImageError
-from training.enrolment.builder import Builder, BuildResult, reconcile, seed
-from training.enrolment.intake import Checked, Intake, Outcome
-from training.enrolment.settings import EnrolmentSettings
-from training.enrolment.store import PhotoRecord, Store, StoreError, check_person_id
+from enrolment.builder import Builder, BuildResult, reconcile, seed
+from enrolment.intake import Checked, Intake, Outcome
+from enrolment.settings import EnrolmentSettings
+from enrolment.store import PhotoRecord, Store, StoreError, check_person_id
 
 #: Photos analysed at once: the detector and embedder use both cores of a small machine.
 INTAKE_THREADS = 2
