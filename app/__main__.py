@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from app.batch.options import RayOptions, add_engine_arguments
 from app.command_line import OneLineParser, port
 from app.config import Settings, describe_invalid, get_settings
-from app.logging_config import log_config
-from app.shutdown import FORCE_BY
+from app.service.logging_config import log_config
+from app.service.shutdown import FORCE_BY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port or settings.port,
         workers=settings.workers,
         log_config=log_config(settings.log_level),
-        # A backstop after the app's own deadline (app/shutdown.py), for clients still uploading.
+        # A backstop after the app's own deadline (app/service/shutdown.py), for clients still uploading.
         timeout_graceful_shutdown=math.ceil(FORCE_BY * settings.shutdown_grace_s),
     )
     return 0

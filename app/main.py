@@ -24,9 +24,9 @@ from app.api.seed_compat import router as seed_router
 from app.api.telemetry import RequestTelemetry
 from app.api.web import install_web
 from app.config import Settings, get_settings
-from app.metrics import Metrics
-from app.model_host import ModelHost
-from app.shutdown import drain_on_termination
+from app.model.host import ModelHost
+from app.service.metrics import Metrics
+from app.service.shutdown import drain_on_termination
 
 #: The routes that run a photo through the model, and so pass admission control.
 CLASSIFY_PATHS = ("/v1/classify", "/classify_image")

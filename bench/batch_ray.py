@@ -52,7 +52,7 @@ from app.batch import local, ray_engine
 from app.batch.options import RayOptions
 from app.batch.rows import is_image
 from app.config import PROJECT_ROOT, Settings
-from app.model_host import load_recognizer
+from app.model.host import load_recognizer
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "hobbits"
 #: (actors, threads per actor) tried on the Ray engine by default.

@@ -45,11 +45,11 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from app.artifacts import load_manifest, resolve_version_dir
+from app.artifact.manifest import load_manifest, resolve_version_dir
+from app.model.recognizer import UNKNOWN, Recognizer
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
 from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
-from app.recognizer import UNKNOWN, Recognizer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"

@@ -42,7 +42,7 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageOps
 
-from app.artifacts import load_manifest
+from app.artifact.manifest import load_manifest
 from enrolment.builder import build_version, check_published
 from enrolment.service import Enrolment
 from enrolment.settings import EnrolmentSettings

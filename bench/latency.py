@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from app.artifacts import resolve_version_dir
+from app.artifact.manifest import resolve_version_dir
+from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
-from app.recognizer import Recognizer
 
 ROOT = Path(__file__).resolve().parent.parent
 

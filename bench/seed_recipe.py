@@ -24,14 +24,14 @@ import cv2
 import numpy as np
 from latency import DATA, photo_set
 
-from app.artifacts import (
+from app.artifact.manifest import (
     load_manifest,
     resolve_version_dir,
 )
 from app.backends.sklearn_model import load_estimator
+from app.model.recognizer import Recognizer
 from app.pipeline.detect.haar import CASCADE_DIR
 from app.pipeline.features.wavelet import WaveletFeatures
-from app.recognizer import Recognizer
 from training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from app.command_line import OneLineParser, port
 from app.config import describe_invalid
-from app.dataset import DatasetError
+from app.labelled.folders import DatasetError
 from enrolment.settings import EnrolmentSettings
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
-        from app.logging_config import log_config
+        from app.service.logging_config import log_config
         from enrolment.api import create_enrolment_app
 
         logging_config = log_config(settings.log_level)

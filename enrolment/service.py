@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from app.dataset import CLASSES_FILE, IMAGE_SUFFIXES, SYSTEM_NAMES, scan
+from app.labelled.folders import CLASSES_FILE, IMAGE_SUFFIXES, SYSTEM_NAMES, scan
 from app.pipeline.decode import decode_photo
 from app.pipeline.errors import ImageError
 from enrolment.builder import Builder, BuildResult, reconcile, seed
@@ -220,7 +220,7 @@ def _names_from(data: bytes) -> dict[str, str]:
 def folder_files(root: Path) -> tuple[list[tuple[str, str, bytes]], dict[str, str]]:
     """Every photo of ``root/<person>/`` as ``(person id, file name, bytes)``, and display names.
 
-    The folder is read as the training CLI reads it (``app.dataset.scan``: classes.json,
+    The folder is read as the training CLI reads it (``app.labelled.folders.scan``: classes.json,
     sub-folders, skipped files logged), for the import command.
     """
     dataset = scan(root)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import ArtifactError, load_manifest
+from app.artifact.manifest import ArtifactError, load_manifest
 from app.config import Settings
-from app.model_host import ModelHost
+from app.model.host import ModelHost
+from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
-from app.recognizer import Recognizer
 from training.cli import main as train_cli
 
 pytestmark = [pytest.mark.cnn, pytest.mark.slow]

@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import LATEST, load_manifest, resolve_version_dir
+from app.artifact.manifest import LATEST, load_manifest, resolve_version_dir
 from app.config import Settings
-from app.dataset import IMAGE_SUFFIXES
+from app.labelled.folders import IMAGE_SUFFIXES
 from app.main import create_app
-from app.unknown import l2_normalise
+from app.model.unknown import l2_normalise
 from enrolment.api import create_enrolment_app
 from enrolment.builder import check_published, seed
 from enrolment.settings import EnrolmentSettings

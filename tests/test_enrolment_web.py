@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.artifacts import load_manifest, resolve_version_dir
+from app.artifact.manifest import load_manifest, resolve_version_dir
 from tests.conftest import LabelledPhoto
 from tests.images import encode, no_face_image
 from tests.server import running_server

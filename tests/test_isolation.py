@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import sys
     import numpy as np
     from app.config import Settings
-    from app.model_host import ModelHost
+    from app.model.host import ModelHost
     host = ModelHost(Settings(_env_file=None, classifier_backend="svm"))
     model = host.load()
     model.recognize(np.zeros((100, 100, 3), np.uint8))

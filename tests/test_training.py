@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from app.artifacts import load_manifest
-from app.dataset import scan
+from app.artifact.manifest import load_manifest
+from app.labelled.folders import scan
+from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
-from app.recognizer import Recognizer
 from training.cli import main
 from training.train import TrainConfig, train
 

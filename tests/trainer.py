@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from app.artifacts import LATEST
+from app.artifact.manifest import LATEST
 from enrolment.builder import check_published
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store

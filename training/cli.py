@@ -29,13 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.command_line import OneLineParser, positive
-from app.dataset import DatasetError
+from app.labelled.folders import DatasetError
 from app.pipeline.detect import DETECTORS
 from app.pipeline.features import FEATURES
 from app.registry import MissingExtra
 from training.cache import default_cache_dir
 from training.fitting import TRAINERS
-from training.stages import Stages, TrainConfig
+from training.run_config import Stages, TrainConfig
 
 
 def _test_size(text: str) -> float:

@@ -16,8 +16,8 @@ from fastapi import Request
 from app.api.admission import Admission, StopToken
 from app.api.problems import ProblemError, over_limit_detail
 from app.config import Settings
-from app.metrics import Metrics
-from app.recognizer import Recognition, Recognizer
+from app.model.recognizer import Recognition, Recognizer
+from app.service.metrics import Metrics
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from app.api.schemas import (
     ModelRef,
 )
 from app.backends import describe_model
-from app.recognizer import Recognition, Recognizer
+from app.model.recognizer import Recognition, Recognizer
 
 router = APIRouter()
 

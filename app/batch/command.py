@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from app.artifacts import ArtifactError
+from app.artifact.manifest import ArtifactError
 from app.batch import local
 from app.batch.options import EngineName, RayOptions
 from app.batch.rows import BatchInputError

@@ -9,7 +9,7 @@ Output is one row per face; a photo without a face and a file that cannot be rea
 each get one row too (``status`` says which, ``error`` says why), so every image
 file under DIR is accounted for and one bad file never stops a long run. When DIR
 holds sub-folders named after the model's classes, the photos in them are scored
-end to end with ``app.evaluation`` (the label of the largest face, a photo
+end to end with ``app.labelled.scores`` (the label of the largest face, a photo
 without a face counting as wrong), the same rule the training report uses.
 """
 
@@ -34,12 +34,12 @@ from app.batch.rows import (
     rows,
 )
 from app.config import Settings
-from app.dataset import Photo
-from app.model_host import load_recognizer
-from app.recognizer import Recognizer
+from app.labelled.folders import Photo
+from app.model.host import load_recognizer
+from app.model.recognizer import Recognizer
 
 if TYPE_CHECKING:  # scikit-learn's metrics: imported when a folder is scored, not by the Ray driver
-    from app.evaluation import PhotoAnswer
+    from app.labelled.scores import PhotoAnswer
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class BatchSummary:
     errors: int
     #: Files under DIR whose suffix is not an image suffix (notes, videos...): not classified.
     skipped: int
-    #: ``app.evaluation.end_to_end_metrics`` over the photos in class folders, if any.
+    #: ``app.labelled.scores.end_to_end_metrics`` over the photos in class folders, if any.
     metrics: dict[str, Any] | None
 
 
@@ -73,8 +73,8 @@ def classify_file(recognizer: Recognizer, path: Path, max_pixels: int) -> PhotoR
 
 
 def photo_answer(result: PhotoResult, label: str) -> PhotoAnswer:
-    """The photo's answer as ``app.evaluation.answer_photos`` forms it: the largest face's label."""
-    from app.evaluation import PhotoAnswer
+    """The photo's answer as ``app.labelled.scores.answer_photos`` forms it: the largest face's label."""
+    from app.labelled.scores import PhotoAnswer
 
     return PhotoAnswer.from_faces(Photo(Path(result.path), label), result.faces)
 
@@ -123,7 +123,7 @@ def classify_folder(root: Path, out: Path, settings: Settings) -> BatchSummary:
                 answers.append(photo_answer(result, label))
     metrics = None
     if answers:
-        from app.evaluation import end_to_end_metrics
+        from app.labelled.scores import end_to_end_metrics
 
         metrics = end_to_end_metrics(answers, recognizer.classes)
     return BatchSummary(len(images), counts["face"], counts["no_face"], counts["error"], skipped, metrics)

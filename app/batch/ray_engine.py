@@ -46,11 +46,11 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from app.artifacts import load_manifest, resolve_version_dir
+from app.artifact.manifest import load_manifest, resolve_version_dir
 from app.batch.options import RayOptions
 from app.batch.rows import FORMATS, BatchInputError, RowWriter, classify_photo, is_hidden, is_image, rows
 from app.config import Settings
-from app.model_host import load_recognizer
+from app.model.host import load_recognizer
 
 #: Output formats of the Ray engine, chosen by the suffix of DST (a folder of part files).
 RAY_FORMATS = {".parquet": "parquet", **FORMATS}

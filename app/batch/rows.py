@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal, TextIO
 
-from app.dataset import IMAGE_SUFFIXES
-from app.recognizer import FaceResult, Recognizer
+from app.labelled.folders import IMAGE_SUFFIXES
+from app.model.recognizer import FaceResult, Recognizer
 
 #: Output formats, chosen by the suffix of ``--out``.
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
@@ -43,7 +43,7 @@ def is_hidden(relative: PurePath) -> bool:
 
 
 def is_image(relative: PurePath) -> bool:
-    """The same rule as ``app.dataset.scan``: an image suffix in any case (both engines use it)."""
+    """The same rule as ``app.labelled.folders.scan``: an image suffix in any case (both engines use it)."""
     return relative.suffix.lower() in IMAGE_SUFFIXES
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.artifacts import load_manifest
-from app.recognizer import UNKNOWN, Recognizer
-from app.unknown import UnknownRule, l2_normalise
+from app.artifact.manifest import load_manifest
+from app.model.recognizer import UNKNOWN, Recognizer
+from app.model.unknown import UnknownRule, l2_normalise
 from tests.training.conftest import PEOPLE, copy_photos
 from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.artifacts import load_manifest
+from app.artifact.manifest import load_manifest
 from app.backends import Classifier
 from app.backends.sklearn_model import SklearnClassifier
-from app.dataset import Photo
-from app.recognizer import UNKNOWN, Recognizer
+from app.labelled.folders import Photo
+from app.model.recognizer import UNKNOWN, Recognizer
 from tests.training.conftest import PEOPLE, Listing, copy_photos, subset
 from training import sklearn_search
 from training.errors import TrainingInputError

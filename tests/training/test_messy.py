@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.artifacts import load_manifest
-from app.recognizer import Recognizer
+from app.artifact.manifest import load_manifest
+from app.model.recognizer import Recognizer
 from tests.images import encode, no_face_image
 from tests.training.conftest import copy_photos
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.dataset import Photo
+from app.labelled.folders import Photo
+from app.model.recognizer import UNKNOWN, FaceResult, Recognizer
 from app.pipeline.errors import ImageError
-from app.recognizer import UNKNOWN, FaceResult, Recognizer
 
 NO_FACE = "(no face)"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.dataset import Photo
+from app.labelled.folders import Photo
 from app.pipeline.detect import FaceDetector, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
 from training.cache import EmbeddingCache, PhotoFaces

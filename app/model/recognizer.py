@@ -17,12 +17,12 @@ from typing import Literal
 
 import numpy as np
 
-from app.artifacts import ArtifactError, Manifest, StageSpec, load_manifest
+from app.artifact.manifest import ArtifactError, Manifest, StageSpec, load_manifest
 from app.backends import Classifier, load_classifier
+from app.model.unknown import UnknownRule
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
-from app.unknown import UnknownRule
 
 UNKNOWN = "unknown"
 

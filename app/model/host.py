@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.artifacts import resolve_version_dir
+from app.artifact.manifest import resolve_version_dir
 from app.config import Settings
-from app.recognizer import Recognizer
+from app.model.recognizer import Recognizer
 
 log = logging.getLogger("app.model")
 
