@@ -453,7 +453,7 @@ def section_accuracy(
             )
             canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
             truth = box.scaled(scale).moved(x, y)
-            result = recognizer.recognize(jpeg_round_trip(canvas, 90), thorough=thorough)
+            result = recognizer.recognize_rgb(jpeg_round_trip(canvas, 90), thorough=thorough)
             hits, _ = matches([truth], [Detection(f.box) for f in result.faces])
             if not hits[0]:
                 counts["missed"] += 1

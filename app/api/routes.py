@@ -48,7 +48,7 @@ async def classify(
     form = await request.form()
     if len(form.getlist("file")) != 1:
         raise ProblemError(422, "send exactly one image in the 'file' field")
-    result = await inference.recognize(request, model, await file.read(), thorough)
+    result = await inference.recognize_bytes(request, model, await file.read(), thorough)
     return to_response(model, result)
 
 

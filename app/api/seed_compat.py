@@ -116,7 +116,7 @@ async def classify_image(
     if len(values) != 1 or not isinstance(values[0], str):
         raise ProblemError(422, "send exactly one base64 data URL in the 'image_data' form field")
     data = decode_data_url(values[0])
-    result = await inference.recognize(request, model, data)
+    result = await inference.recognize_bytes(request, model, data)
 
     classes = model.classes
     dictionary = {class_id: index for index, class_id in enumerate(classes)}

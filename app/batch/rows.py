@@ -59,8 +59,7 @@ def classify_photo(
     engine has read it already.
     """
     try:
-        photo = recognizer.decode(read(), max_pixels)
-        return PhotoResult(path, recognizer.recognize_photo(photo).faces)
+        return PhotoResult(path, recognizer.recognize_bytes(read(), max_pixels).faces)
     except Exception as exc:
         return PhotoResult(path, [], f"{type(exc).__name__}: {exc}")
 

@@ -39,7 +39,7 @@ def answer_photos(recognizer: Recognizer, photos: list[Photo], desc: str = "eval
     answers = []
     for photo in tqdm(photos, desc=desc, unit="photo", disable=None):
         try:
-            faces = recognizer.recognize_photo(recognizer.decode(photo.path.read_bytes())).faces
+            faces = recognizer.recognize_bytes(photo.path.read_bytes()).faces
         except ImageError:
             faces = []  # an unreadable photo gets no answer, which counts as wrong
         answers.append(PhotoAnswer.from_faces(photo, faces))

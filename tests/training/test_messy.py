@@ -102,9 +102,7 @@ def test_messy_folder_trains_and_names_every_skipped_file(messy, run_cli, tmp_pa
     assert "truncated.jpg" in report
 
     recognizer = Recognizer.from_artifact(version_dir)
-    face = recognizer.recognize_photo(
-        recognizer.decode((root / "José Núñez" / "été 0.jpg").read_bytes())
-    ).faces
+    face = recognizer.recognize_bytes((root / "José Núñez" / "été 0.jpg").read_bytes()).faces
     assert max(face, key=lambda f: f.box.area).label == "José Núñez"
 
 
