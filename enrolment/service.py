@@ -21,6 +21,7 @@ from enrolment.builder import Builder, BuildResult, reconcile, seed
 from enrolment.intake import Checked, Intake, Outcome
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import PhotoRecord, Store, StoreError, check_person_id
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES
 
 #: Photos analysed at once: the detector and embedder use both cores of a small machine.
 INTAKE_THREADS = 2
@@ -58,8 +59,8 @@ class Enrolment:
         reconcile(self.store, settings)
         seed(settings)
         self.intake = Intake(
-            "blazeface",
-            "facenet",
+            DEFAULT_DETECTOR,
+            DEFAULT_FEATURES,
             self.store.cache_dir,
             INTAKE_THREADS,
             settings.max_pixels,

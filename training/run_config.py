@@ -19,14 +19,19 @@ from training.cache import EmbeddingCache, PhotoFaces
 from training.faces import main_face_features
 from training.fitting import FitOptions
 
+#: The stages a run detects and embeds with unless asked otherwise (``--detector``, ``--features``);
+#: the enrolment service builds with them too.
+DEFAULT_DETECTOR = "blazeface"
+DEFAULT_FEATURES = "facenet"
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     data: Path
     artifacts: Path
     backend: str = "svm"
-    detector: str = "blazeface"
-    features: str = "facenet"
+    detector: str = DEFAULT_DETECTOR
+    features: str = DEFAULT_FEATURES
     test_size: float = 0.2
     seed: int = 42
     version: str | None = None

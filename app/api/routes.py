@@ -24,9 +24,12 @@ from app.model.recognizer import Recognition, Recognizer
 
 router = APIRouter()
 
+#: The route that classifies an uploaded photo; admission control keys on it (``app.main``).
+CLASSIFY_PATH = "/v1/classify"
+
 
 @router.post(
-    "/v1/classify",
+    CLASSIFY_PATH,
     response_model=ClassifyResponse,
     summary="Find and classify every face in an image",
     responses=problem_responses(400, 401, 413, 415, 422, 503),

@@ -25,6 +25,10 @@ from app.api.problems import ProblemError, problem_responses
 
 router = APIRouter()
 
+#: The seed's classify route; admission control and the API key key on it (``app.main``,
+#: ``app.api.security``).
+SEED_CLASSIFY_PATH = "/classify_image"
+
 #: ``data:[<mediatype>][;param...];base64,<payload>``; the seed's page always sent this form.
 _DATA_URL = re.compile(r"^data:[^,]*?;base64,", re.IGNORECASE)
 
@@ -67,7 +71,7 @@ def decode_data_url(value: str) -> bytes:
 
 
 @router.post(
-    "/classify_image",
+    SEED_CLASSIFY_PATH,
     response_model=list[SeedFace],
     response_model_by_alias=True,
     deprecated=True,
