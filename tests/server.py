@@ -46,7 +46,7 @@ def running_server(
 ) -> Iterator[ServerURL]:
     """Start ``python -m <module> serve`` on a free loopback port; yield its base URL; stop it.
 
-    ``module`` is ``app`` (the classify service) or ``training.enrolment`` (the trainer).
+    ``module`` is ``app`` (the classify service) or ``enrolment`` (the trainer).
 
     It is yielded once ``wait_for`` answers 200: ``/readyz`` (model loaded) by default,
     ``/livez`` for a server that is expected never to become ready.

@@ -29,13 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.command_line import OneLineParser, positive
-from app.dataset import DatasetError
+from app.labelled.folders import DatasetError
 from app.pipeline.detect import DETECTORS
 from app.pipeline.features import FEATURES
 from app.registry import MissingExtra
 from training.cache import default_cache_dir
 from training.fitting import TRAINERS
-from training.stages import Stages, TrainConfig
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, Stages, TrainConfig
 
 
 def _test_size(text: str) -> float:
@@ -59,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default: artifacts)"
     )
-    run.add_argument("--detector", choices=DETECTORS.names, default="blazeface")
-    run.add_argument("--features", choices=FEATURES.names, default="facenet", help="default: facenet")
+    run.add_argument("--detector", choices=DETECTORS.names, default=DEFAULT_DETECTOR)
+    run.add_argument(
+        "--features", choices=FEATURES.names, default=DEFAULT_FEATURES, help=f"default: {DEFAULT_FEATURES}"
+    )
     run.add_argument(
         "--test-size",
         type=_test_size,

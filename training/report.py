@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from app.artifact_files import CONFUSION_PNG, CURVES_PNG, OPEN_SET_PNG
-from app.artifacts import Manifest
+from app.artifact.file_names import CONFUSION_PNG, CURVES_PNG, OPEN_SET_PNG
+from app.artifact.manifest import Manifest
 from app.backends import describe_model
 
 #: How each evaluation method is named in the report and plots.

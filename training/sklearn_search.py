@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
 
-from app.artifact_files import SKLEARN_MODEL, SKLEARN_ONNX
+from app.artifact.file_names import SKLEARN_MODEL, SKLEARN_ONNX
 from training.fitting import FitOptions
 from training.onnx_export import export_onnx
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from app.unknown import l2_normalise, nearest_distance
+from app.model.unknown import l2_normalise, nearest_distance
 
 KNOWN_PERCENTILE = 99.0
 STRANGER_PERCENTILE = 5.0

@@ -35,7 +35,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import ProblemError, problem_response
-from app.metrics import Metrics
+from app.service.metrics import Metrics
 
 T = TypeVar("T")
 

@@ -20,9 +20,9 @@ from app.api.admission import Admission
 from app.api.inference import Inference
 from app.api.problems import ProblemError
 from app.config import Settings
-from app.metrics import Metrics
-from app.model_host import ModelHost
-from app.recognizer import Recognizer
+from app.model.host import ModelHost
+from app.model.recognizer import Recognizer
+from app.service.metrics import Metrics
 
 
 async def settings(request: Request) -> Settings:

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.artifact_files import KERAS_MODEL
-from app.artifacts import ArtifactError, Manifest
+from app.artifact.file_names import KERAS_MODEL
+from app.artifact.manifest import ArtifactError, Manifest
 from app.backends import Classifier
 
 

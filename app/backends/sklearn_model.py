@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from app.artifact_files import SKLEARN_MODEL, SKLEARN_ONNX
-from app.artifacts import ArtifactError, Manifest
+from app.artifact.file_names import SKLEARN_MODEL, SKLEARN_ONNX
+from app.artifact.manifest import ArtifactError, Manifest
 from app.backends import Classifier
 from app.pipeline.onnx_session import session_from_file
 

@@ -12,12 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from app.dataset import Photo
+from app.labelled.folders import Photo
 from app.pipeline.detect import FaceDetector, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
 from training.cache import EmbeddingCache, PhotoFaces
 from training.faces import main_face_features
 from training.fitting import FitOptions
+
+#: The stages a run detects and embeds with unless asked otherwise (``--detector``, ``--features``);
+#: the enrolment service builds with them too.
+DEFAULT_DETECTOR = "blazeface"
+DEFAULT_FEATURES = "facenet"
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,8 @@ class TrainConfig:
     data: Path
     artifacts: Path
     backend: str = "svm"
-    detector: str = "blazeface"
-    features: str = "facenet"
+    detector: str = DEFAULT_DETECTOR
+    features: str = DEFAULT_FEATURES
     test_size: float = 0.2
     seed: int = 42
     version: str | None = None

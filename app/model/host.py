@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.artifacts import resolve_version_dir
+from app.artifact.manifest import resolve_version_dir
 from app.config import Settings
-from app.recognizer import Recognizer
+from app.model.recognizer import Recognizer
 
 log = logging.getLogger("app.model")
 
@@ -117,6 +117,6 @@ def load_recognizer(settings: Settings, version_dir: Path | None = None) -> Reco
 def warm_up(recognizer: Recognizer) -> None:
     """Run every stage once, so the first real request does not pay for lazy initialisation."""
     rng = np.random.default_rng(0)
-    recognizer.recognize(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    recognizer.recognize_rgb(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
     crop = rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)
     recognizer.classifier.predict_proba(recognizer.extractor.extract([crop]))

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from training.enrolment.builder import BuildResult
-from training.enrolment.intake import Outcome
-from training.enrolment.service import Enrolled
-from training.enrolment.store import Person, PhotoRecord
+from enrolment.builder import BuildResult
+from enrolment.intake import Outcome
+from enrolment.service import Enrolled
+from enrolment.store import Person, PhotoRecord
 
 
 class PhotoOut(BaseModel):

@@ -1,7 +1,7 @@
 """Turn the store into model versions: one builder thread, builds published atomically.
 
 Changes only bump the store's revision and wake the builder; it snapshots the store,
-fits a version on every enrolled photo with ``training.artifact.fit_artifact`` (the
+fits a version on every enrolled photo with ``training.trained_artifact.fit_artifact`` (the
 CLI's code, embeddings from the cache), publishes it, and goes again if more changes
 came in meanwhile, so a burst of enrolments costs a build or two rather than one each.
 A single thread means builds never race one another; SQLite serialises the changes.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.artifacts import (
+from app.artifact.manifest import (
     LATEST,
     MANIFEST,
     ArtifactError,
@@ -37,18 +37,18 @@ from app.artifacts import (
     resolve_version_dir,
     write_manifest,
 )
-from app.dataset import Dataset, DatasetError, Photo
-from training.artifact import fit_artifact
-from training.enrolment import durable
-from training.enrolment.intake import Intake
-from training.enrolment.settings import EnrolmentSettings
-from training.enrolment.store import Snapshot, Store
+from app.labelled.folders import Dataset, DatasetError, Photo
+from enrolment import durable
+from enrolment.intake import Intake
+from enrolment.settings import EnrolmentSettings
+from enrolment.store import Snapshot, Store
 from training.errors import TrainingInputError
 from training.faces import embed_photos, main_face_features, summarise_drops
 from training.fitting import FitOptions
 from training.report import write_report
+from training.trained_artifact import fit_artifact
 
-log = logging.getLogger("training.enrolment")
+log = logging.getLogger("enrolment")
 
 #: The svm search an enrolment build runs by default (ENROL_SEARCH=svm; see docs/enrolment.md).
 SVM_ONLY = frozenset({"svm"})

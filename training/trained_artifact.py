@@ -16,12 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.artifact_files import OPEN_SET_PNG, class_picture
-from app.artifacts import ClassInfo, Manifest, StageSpec, UnknownSpec, write_manifest
+from app.artifact.file_names import OPEN_SET_PNG, class_picture
+from app.artifact.manifest import ClassInfo, Manifest, StageSpec, UnknownSpec, write_manifest
+from app.model.recognizer import Recognizer
+from app.model.unknown import UnknownRule
 from app.pipeline.detect import FaceDetector
 from app.pipeline.features import FeatureExtractor
-from app.recognizer import Recognizer
-from app.unknown import UnknownRule
 from training.cache import installed_versions
 from training.errors import TrainingInputError
 from training.fitting import TRAINERS, FitOptions, TrainedModel

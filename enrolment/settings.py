@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.config import PROJECT_ROOT, LogLevel, Port
+from app.config import PROJECT_ROOT, BackendName, LogLevel, Port
+from app.pipeline.decode import DEFAULT_MAX_PIXELS
 
 
 class EnrolmentSettings(BaseSettings):
@@ -30,7 +31,7 @@ class EnrolmentSettings(BaseSettings):
         validation_alias=AliasChoices("ENROL_ARTIFACTS_DIR", "ARTIFACTS_DIR"),
         description="Where new versions are published (the classify service's ARTIFACTS_DIR)",
     )
-    backend: Literal["svm", "cnn"] = Field(
+    backend: BackendName = Field(
         "svm",
         validation_alias=AliasChoices("ENROL_BACKEND", "CLASSIFIER_BACKEND"),
         description="The backend the versions are built for",
@@ -44,7 +45,7 @@ class EnrolmentSettings(BaseSettings):
     max_request_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest request body")
     max_photo_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest single photo")
     max_people: int = Field(200, gt=0, description="People one model may know")
-    max_pixels: int = Field(40_000_000, gt=0, description="Largest photo, width x height")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest photo, width x height")
     wait_s: float = Field(
         30.0,
         ge=0,

@@ -1,8 +1,8 @@
-"""``python -m app classify SRC --out DST --engine ray``: the batch CLI spread over a Ray cluster.
+"""``python -m app classify SRC --out DST --engine ray``: the batch command spread over a Ray cluster.
 
 One machine's threads take about 8 core-hours per million photos; Ray Data spreads the
-same per-photo steps (``app.batch.classify_photo`` and ``app.batch.rows``, so the rows
-are the local engine's) over every core of a cluster:
+same per-photo steps (``app.batch.rows.classify_photo`` and ``app.batch.rows.rows``, so the
+rows are the local engine's) over every core of a cluster:
 
 - list: the driver lists SRC, a local folder or any URI pyarrow (``s3://``, ``gs://``,
   ``hdfs://``...) or fsspec knows, and hands Ray Data the (path, size) of each photo to do;
@@ -46,10 +46,11 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from app.artifacts import load_manifest, resolve_version_dir
-from app.batch import FORMATS, BatchInputError, RowWriter, classify_photo, is_hidden, is_image, rows
+from app.artifact.manifest import load_manifest, resolve_version_dir
+from app.batch.options import RayOptions
+from app.batch.rows import FORMATS, BatchInputError, RowWriter, classify_photo, is_hidden, is_image, rows
 from app.config import Settings
-from app.model_host import load_recognizer
+from app.model.host import load_recognizer
 
 #: Output formats of the Ray engine, chosen by the suffix of DST (a folder of part files).
 RAY_FORMATS = {".parquet": "parquet", **FORMATS}
@@ -69,26 +70,6 @@ CONNECT_TIMEOUT_S = 10.0
 
 class JobFailed(Exception):
     """The Ray job stopped part way (storage failed, the cluster went away); DST keeps what was written."""
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """How the work is spread: the cluster to join, how many actors, and threads in each.
-
-    One thread per actor, one actor per CPU, is the default: with OpenCV held to the
-    actor's CPUs, 1 x 2 and 2 x 1 measured the same (docs/scaling.md), and actors share
-    no GIL or network pool, so a killed actor costs one core's batch.
-    """
-
-    #: ``auto``, ``ray://host:10001`` or a GCS address; None starts a local cluster
-    #: (or joins the one ``RAY_ADDRESS`` names).
-    address: str | None = None
-    #: None: one actor per ``threads_per_actor`` CPUs of the cluster.
-    actors: int | None = None
-    threads_per_actor: int = 1
-    #: The most photos in a batch handed to an actor, and so in one part file; the last
-    #: batches of a job are smaller (``batch_sizes``).
-    batch_size: int = 16
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from app.api.admission import Admission
 
-log = logging.getLogger("app.shutdown")
+log = logging.getLogger("app.shutdown")  # the name its log lines have always carried
 
 ANSWER_BY = 0.8
 FORCE_BY = 0.9

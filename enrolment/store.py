@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from enrolment import durable
 from training.cache import EmbeddingCache
-from training.enrolment import durable
 
 DATABASE = "people.sqlite3"
 #: A person id becomes a class id, a file name and a URL segment; "unknown" is the open-set label.

@@ -1,4 +1,4 @@
-"""``python -m training.enrolment serve`` runs the trainer; ``import DIR`` enrols a folder of people.
+"""``python -m enrolment serve`` runs the trainer; ``import DIR`` enrols a folder of people.
 
 Both read ``EnrolmentSettings`` (the environment or ``.env``). ``import`` works on the
 store directly and builds once at the end: run it while the trainer is stopped (with
@@ -19,12 +19,12 @@ from pydantic import ValidationError
 
 from app.command_line import OneLineParser, port
 from app.config import describe_invalid
-from app.dataset import DatasetError
-from training.enrolment.settings import EnrolmentSettings
+from app.labelled.folders import DatasetError
+from enrolment.settings import EnrolmentSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m training.enrolment", description=__doc__)
+    parser = OneLineParser(prog="python -m enrolment", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the trainer service (enrolment API and people page)")
     serve.add_argument("--host", help="bind address (default: ENROL_HOST or 127.0.0.1)")
@@ -47,15 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
-        from app.logging_config import log_config
-        from training.enrolment.api import create_enrolment_app
+        from app.service.logging_config import log_config
+        from enrolment.api import create_enrolment_app
 
         logging_config = log_config(settings.log_level)
-        logging_config["loggers"]["training"] = {
-            "handlers": ["stderr"],
-            "level": settings.log_level,
-            "propagate": False,
-        }
+        for logger in ("training", "enrolment"):  # the builds' own lines, and training's under them
+            logging_config["loggers"][logger] = {
+                "handlers": ["stderr"],
+                "level": settings.log_level,
+                "propagate": False,
+            }
         uvicorn.run(
             create_enrolment_app(settings),
             host=args.host or settings.host,
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 def _check(settings: EnrolmentSettings) -> int:
     """Read-only: list the problems and exit 1, or exit 0. Unreferenced files are not problems
     (a crash leaves them; the trainer deletes them when it starts), but they are listed."""
-    from training.enrolment.builder import check_published
-    from training.enrolment.store import Store
+    from enrolment.builder import check_published
+    from enrolment.store import Store
 
     store = Store(settings.store_dir, settings.max_people)
     problems = check_published(settings) + store.check()
@@ -92,7 +93,7 @@ def _check(settings: EnrolmentSettings) -> int:
 
 
 def _import(settings: EnrolmentSettings, folder: Path) -> int:
-    from training.enrolment.service import Enrolment, folder_files
+    from enrolment.service import Enrolment, folder_files
 
     files, names = folder_files(folder)
     service = Enrolment(settings.model_copy(update={"max_photos_per_request": max(1, len(files))}))

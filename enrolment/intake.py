@@ -15,8 +15,8 @@ from typing import Literal
 from app.pipeline.detect import FaceDetector, create_detector
 from app.pipeline.errors import ImageError
 from app.pipeline.features import FeatureExtractor, create_extractor
+from enrolment.store import NewPhoto
 from training.cache import EmbeddingCache
-from training.enrolment.store import NewPhoto
 from training.faces import detect_and_extract
 
 Outcome = Literal["face_used", "several_faces", "no_face", "unreadable", "too_large", "duplicate", "skipped"]

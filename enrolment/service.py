@@ -14,13 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from app.dataset import CLASSES_FILE, IMAGE_SUFFIXES, SYSTEM_NAMES, scan
+from app.labelled.folders import CLASSES_FILE, IMAGE_SUFFIXES, SYSTEM_NAMES, scan
 from app.pipeline.decode import decode_photo
 from app.pipeline.errors import ImageError
-from training.enrolment.builder import Builder, BuildResult, reconcile, seed
-from training.enrolment.intake import Checked, Intake, Outcome
-from training.enrolment.settings import EnrolmentSettings
-from training.enrolment.store import PhotoRecord, Store, StoreError, check_person_id
+from enrolment.builder import Builder, BuildResult, reconcile, seed
+from enrolment.intake import Checked, Intake, Outcome
+from enrolment.settings import EnrolmentSettings
+from enrolment.store import PhotoRecord, Store, StoreError, check_person_id
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES
 
 #: Photos analysed at once: the detector and embedder use both cores of a small machine.
 INTAKE_THREADS = 2
@@ -58,8 +59,8 @@ class Enrolment:
         reconcile(self.store, settings)
         seed(settings)
         self.intake = Intake(
-            "blazeface",
-            "facenet",
+            DEFAULT_DETECTOR,
+            DEFAULT_FEATURES,
             self.store.cache_dir,
             INTAKE_THREADS,
             settings.max_pixels,
@@ -220,7 +221,7 @@ def _names_from(data: bytes) -> dict[str, str]:
 def folder_files(root: Path) -> tuple[list[tuple[str, str, bytes]], dict[str, str]]:
     """Every photo of ``root/<person>/`` as ``(person id, file name, bytes)``, and display names.
 
-    The folder is read as the training CLI reads it (``app.dataset.scan``: classes.json,
+    The folder is read as the training CLI reads it (``app.labelled.folders.scan``: classes.json,
     sub-folders, skipped files logged), for the import command.
     """
     dataset = scan(root)

@@ -2,7 +2,7 @@
 
 Training scores from the faces and features the embedding cache holds for each photo:
 the same decode, detect, crop and embed the service runs, done once, then the
-artifact's own classifier and unknown rule, under the answer rule of ``app.evaluation``.
+artifact's own classifier and unknown rule, under the answer rule of ``app.labelled.scores``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from app.dataset import Photo
-from app.evaluation import PhotoAnswer
-from app.recognizer import Recognizer
+from app.labelled.folders import Photo
+from app.labelled.scores import PhotoAnswer
+from app.model.recognizer import Recognizer
 from training.cache import PhotoFaces
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.dataset import Photo
+from app.labelled.folders import Photo
+from app.model.recognizer import UNKNOWN, FaceResult, Recognizer
 from app.pipeline.errors import ImageError
-from app.recognizer import UNKNOWN, FaceResult, Recognizer
 
 NO_FACE = "(no face)"
 
@@ -39,7 +39,7 @@ def answer_photos(recognizer: Recognizer, photos: list[Photo], desc: str = "eval
     answers = []
     for photo in tqdm(photos, desc=desc, unit="photo", disable=None):
         try:
-            faces = recognizer.recognize_photo(recognizer.decode(photo.path.read_bytes())).faces
+            faces = recognizer.recognize_bytes(photo.path.read_bytes()).faces
         except ImageError:
             faces = []  # an unreadable photo gets no answer, which counts as wrong
         answers.append(PhotoAnswer.from_faces(photo, faces))

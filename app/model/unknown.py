@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.artifact_files import REFERENCE_THRESHOLDS, REFERENCES
+from app.artifact.file_names import REFERENCE_THRESHOLDS, REFERENCES
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

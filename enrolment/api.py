@@ -27,8 +27,8 @@ from app.api.problems import (
 from app.api.schemas import Health
 from app.api.security import document_api_key, require_api_key
 from app.api.web import install_web
-from training.enrolment.builder import BuildResult
-from training.enrolment.schemas import (
+from enrolment.builder import BuildResult
+from enrolment.schemas import (
     BuildOut,
     Changed,
     Erased,
@@ -38,9 +38,9 @@ from training.enrolment.schemas import (
     PhotoResult,
     PhotosAdded,
 )
-from training.enrolment.service import Change, Enrolled, Enrolment
-from training.enrolment.settings import EnrolmentSettings
-from training.enrolment.store import StoreError
+from enrolment.service import Change, Enrolled, Enrolment
+from enrolment.settings import EnrolmentSettings
+from enrolment.store import StoreError
 
 PAGE_DIR = Path(__file__).resolve().parent / "static"
 

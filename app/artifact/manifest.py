@@ -1,6 +1,6 @@
 """Versioned model artifacts: where they live, what the manifest says, and integrity checks.
 
-The folder layout and the file names are in ``app.artifact_files``.
+The folder layout and the file names are in ``app.artifact.file_names``.
 
 Every file a version holds is listed in the manifest with its sha256, and the
 loader refuses a version whose files do not match: a half-copied or tampered
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.artifact_files import LATEST, MANIFEST
+from app.artifact.file_names import LATEST, MANIFEST
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

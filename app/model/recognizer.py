@@ -1,4 +1,4 @@
-"""The whole inference path for one photo: detect, crop, features, classify, unknown.
+"""The whole inference path for one photo: decode, detect, crop, features, classify, unknown.
 
 Training evaluation, the batch CLI, the benchmarks and the HTTP service all call
 this one class, so what is measured is what is served.
@@ -17,12 +17,12 @@ from typing import Literal
 
 import numpy as np
 
-from app.artifacts import ArtifactError, Manifest, StageSpec, load_manifest
+from app.artifact.manifest import ArtifactError, Manifest, StageSpec, load_manifest
 from app.backends import Classifier, load_classifier
+from app.model.unknown import UnknownRule
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
-from app.unknown import UnknownRule
 
 UNKNOWN = "unknown"
 
@@ -136,44 +136,50 @@ class Recognizer:
         """Decode an upload, no smaller than this model's detector works at."""
         return decode_photo(data, max_pixels, min_side=self.detector.max_side)
 
-    def recognize_photo(
-        self, photo: DecodedPhoto, observe: StageObserver | None = None, thorough: bool = False
+    def recognize_bytes(
+        self,
+        data: bytes,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        observe: StageObserver | None = None,
+        thorough: bool = False,
     ) -> Recognition:
-        """``recognize`` on a decoded photo, with boxes and sizes in the uploaded image's pixels."""
-        result = self.recognize(photo.rgb, observe, thorough)
-        scale = photo.scale
-        if scale == 1.0:
+        """Decode an image file's bytes and find and classify every face, in the file's own pixels.
+
+        The one way from bytes to an answer: the service, both batch engines, evaluation and
+        the benchmarks call it, so they decode alike. Decoding is the first stage
+        (``decode``), timed and observed like the others, so ``observe`` can stop the work
+        before detection. Boxes and sizes are the uploaded image's (after EXIF rotation),
+        however small it was decoded. Raises ``ImageError`` for bytes that are not a photo
+        the service takes, or that hold more than ``max_pixels``.
+        """
+        timings: dict[str, float] = {}
+        with _stage("decode", timings, observe):
+            photo = self.decode(data, max_pixels)
+        result = self.recognize_rgb(photo.rgb, observe, thorough)
+        result = replace(result, timings=timings | result.timings)
+        if photo.scale == 1.0:
             return result
-        faces = [replace(f, box=f.box.scaled(scale)) for f in result.faces]
+        faces = [replace(f, box=f.box.scaled(photo.scale)) for f in result.faces]
         return replace(result, width=photo.width, height=photo.height, faces=faces)
 
-    def recognize(
+    def recognize_rgb(
         self, rgb: np.ndarray, observe: StageObserver | None = None, thorough: bool = False
     ) -> Recognition:
-        """Find and classify every face in ``rgb`` (RGB uint8); faces sorted left to right.
+        """Find and classify every face in an RGB uint8 pixel array; faces sorted left to right.
 
         ``thorough`` runs the detector's slower search, which finds smaller faces.
         """
         timings: dict[str, float] = {}
-
-        @contextmanager
-        def stage(name: str) -> Iterator[None]:
-            start = time.perf_counter()
-            yield
-            timings[name] = time.perf_counter() - start
-            if observe is not None:
-                observe(name, timings[name])
-
-        with stage("detect"):
+        with _stage("detect", timings, observe):
             faces = self.detector.detect(rgb, thorough)
         faces, truncated = self._largest(faces)
         results: list[FaceResult] = []
         if faces:
-            with stage("crop"):
+            with _stage("crop", timings, observe):
                 crops = [self.extractor.crop(rgb, face) for face in faces]
-            with stage("features"):
+            with _stage("features", timings, observe):
                 features = self.extractor.extract(crops)
-            with stage("classify"):
+            with _stage("classify", timings, observe):
                 results = self.classify(faces, features)
         height, width = rgb.shape[:2]
         return Recognition(width, height, results, truncated, timings)
@@ -203,6 +209,16 @@ class Recognizer:
                 )
             )
         return results
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float], observe: StageObserver | None) -> Iterator[None]:
+    """Time the block as stage ``name`` into ``timings``, then tell ``observe``."""
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+    if observe is not None:
+        observe(name, timings[name])
 
 
 def _same_stage(stage: FaceDetector | FeatureExtractor, spec: StageSpec) -> bool:

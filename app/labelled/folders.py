@@ -20,9 +20,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.artifacts import ClassInfo
+from app.artifact.manifest import ClassInfo
 
-log = logging.getLogger("app.dataset")
+log = logging.getLogger("app.dataset")  # the name its log lines have always carried
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 CLASSES_FILE = "classes.json"
