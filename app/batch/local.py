@@ -16,13 +16,15 @@ without a face counting as wrong), the same rule the training report uses.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm import tqdm
 
+from app.batch.jobs import Processed
 from app.batch.rows import (
     FORMATS,
     BatchInputError,
@@ -37,6 +39,8 @@ from app.config import Settings
 from app.labelled.folders import Photo
 from app.model.host import load_recognizer
 from app.model.recognizer import Recognizer
+
+Result = TypeVar("Result")
 
 if TYPE_CHECKING:  # scikit-learn's metrics: imported when a folder is scored, not by the Ray driver
     from app.labelled.scores import PhotoAnswer
@@ -67,9 +71,35 @@ def find_images(root: Path) -> tuple[list[Path], int]:
     return images, skipped
 
 
-def classify_file(recognizer: Recognizer, path: Path, max_pixels: int) -> PhotoResult:
-    """``classify_photo`` on a local file."""
-    return classify_photo(recognizer, path, path.read_bytes, max_pixels)
+def process_photos(
+    recognizer: Recognizer,
+    root: Path,
+    images: list[Path],
+    settings: Settings,
+    process: Callable[[Recognizer, Path, Callable[[], bytes], int], Result],
+    desc: str,
+) -> Iterator[Processed[Result]]:
+    """The local engine: ``process`` on each image, ``settings.inference_threads`` at a time, in input order.
+
+    As many photos at once as the service takes: the recognizer's detector and extractor
+    pools hold that many instances, and OpenCV and NumPy release the GIL, so two threads
+    keep two cores busy. ``process`` is ``classify_photo`` or a ``PhotoJob``'s (``app.batch.jobs``).
+    """
+
+    def one(path: Path) -> Processed[Result]:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1  # reading it fails too, and ``process`` says why
+        return Processed(
+            path.relative_to(root).as_posix(),
+            size,
+            process(recognizer, path, path.read_bytes, settings.max_pixels),
+        )
+
+    with ThreadPoolExecutor(settings.inference_threads, thread_name_prefix=desc) as pool:
+        results = pool.map(one, images)  # in input order, so the output is in path order
+        yield from tqdm(results, total=len(images), desc=desc, unit="photo", disable=None)
 
 
 def photo_answer(result: PhotoResult, label: str) -> PhotoAnswer:
@@ -86,12 +116,7 @@ def class_of(path: Path, root: Path, classes: set[str]) -> str | None:
 
 
 def classify_folder(root: Path, out: Path, settings: Settings) -> BatchSummary:
-    """Classify every image under ``root`` into ``out``; return the counts and, if labelled, the scores.
-
-    Photos are processed ``settings.inference_threads`` at a time, as in the service: the
-    recognizer's detector and extractor pools hold that many instances, and OpenCV and
-    NumPy release the GIL, so two threads keep two cores busy.
-    """
+    """Classify every image under ``root`` into ``out``; return the counts and, if labelled, the scores."""
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise BatchInputError(f"--out must end in {' or '.join(FORMATS)}, not {out.name!r}")
@@ -105,20 +130,14 @@ def classify_folder(root: Path, out: Path, settings: Settings) -> BatchSummary:
     answers: list[PhotoAnswer] = []
     counts = {"face": 0, "no_face": 0, "error": 0}
 
-    def one(path: Path) -> PhotoResult:
-        return classify_file(recognizer, path, settings.max_pixels)
-
-    with (
-        out.open("w", encoding="utf-8", newline="") as stream,
-        ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="classify") as pool,
-    ):
+    with out.open("w", encoding="utf-8", newline="") as stream:
         writer = RowWriter(stream, fmt, recognizer.classes)
-        results = pool.map(one, images)  # in input order, so the output is in path order
-        for result in tqdm(results, total=len(images), desc="classify", unit="photo", disable=None):
+        for photo in process_photos(recognizer, root, images, settings, classify_photo, "classify"):
+            result = photo.result
             for row in rows(result, root):
                 writer.write(row)
                 counts[row["status"]] += 1
-            label = class_of(result.path, root, classes)
+            label = class_of(Path(result.path), root, classes)
             if label is not None:
                 answers.append(photo_answer(result, label))
     metrics = None

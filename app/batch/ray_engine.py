@@ -30,9 +30,10 @@ import logging
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import cv2
@@ -46,11 +47,21 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from app.artifact.manifest import load_manifest, resolve_version_dir
+from app.batch.jobs import PhotoJob, Processed, model_description
 from app.batch.options import RayOptions
-from app.batch.rows import FORMATS, BatchInputError, RowWriter, classify_photo, is_hidden, is_image, rows
+from app.batch.rows import (
+    FORMATS,
+    BatchInputError,
+    PhotoResult,
+    RowWriter,
+    classify_photo,
+    is_hidden,
+    is_image,
+    rows,
+)
 from app.config import Settings
 from app.model.host import load_recognizer
+from app.model.recognizer import Recognizer
 
 #: Output formats of the Ray engine, chosen by the suffix of DST (a folder of part files).
 RAY_FORMATS = {".parquet": "parquet", **FORMATS}
@@ -163,20 +174,8 @@ def done_keys(dst: Store, fmt: str) -> set[tuple[str, int]]:
 
 
 def job_description(settings: Settings, fmt: str) -> dict[str, Any]:
-    """What makes rows comparable: the model version and the settings that change answers."""
-    manifest = load_manifest(
-        resolve_version_dir(settings.artifacts_dir, settings.classifier_backend, settings.model_version)
-    )
-    return {
-        "format": fmt,
-        "backend": manifest.backend,
-        "version": manifest.version,
-        "classes": manifest.class_ids,
-        "face_detector": settings.face_detector,
-        "unknown_threshold": settings.unknown_threshold,
-        "max_faces": settings.max_faces,
-        "max_pixels": settings.max_pixels,
-    }
+    """What makes rows comparable: the output format, the model and the settings that change answers."""
+    return {"format": fmt, **model_description(settings)}
 
 
 def claim_destination(dst: Store, job: dict[str, Any]) -> None:
@@ -223,14 +222,33 @@ def row_schema(classes: list[str]) -> pa.Schema:
     )
 
 
-class PhotoClassifier:
-    """A Ray Data actor: loads the model once, then classifies batch after batch and writes each one.
+class ClassifyJob(PhotoJob[PhotoResult]):
+    """``classify`` on the Ray engine: each photo's rows, a batch's rows written as one part file in DST."""
 
-    The actor writes its own part files, rather than a ``Datasink`` after it: Ray Data
-    cannot fuse a write into an actor pool's map, so each write was a task of its own.
-    Once a node runs more worker processes than it has CPUs (the actors and Ray Data's
-    own do), Ray ends a task worker idle for a second, so writes kept starting new
-    processes, and each one imported this module (OpenCV, ONNX Runtime, the model code)
+    def __init__(self, src: Store, dst: Store, fmt: str) -> None:
+        self.root = PurePosixPath(src.path)
+        self.dst = dst
+        self.fmt = fmt
+
+    def process(
+        self, recognizer: Recognizer, path: PurePath, read: Callable[[], bytes], max_pixels: int
+    ) -> PhotoResult:
+        return classify_photo(recognizer, path, read, max_pixels)
+
+    def write(self, recognizer: Recognizer, photos: list[Processed[PhotoResult]]) -> Counter[str]:
+        out = [{**row, "size": photo.size} for photo in photos for row in rows(photo.result, self.root)]
+        write_atomically(self.dst, part_name(photos, self.fmt), encode(out, self.fmt, recognizer.classes))
+        return Counter(row["status"] for row in out)
+
+
+class PhotoClassifier:
+    """A Ray Data actor: loads the model once, then runs a ``PhotoJob`` on batch after batch.
+
+    The job writes each batch itself (``classify``: a part file), rather than a ``Datasink``
+    after the actor: Ray Data cannot fuse a write into an actor pool's map, so each write was
+    a task of its own. Once a node runs more worker processes than it has CPUs (the actors
+    and Ray Data's own do), Ray ends a task worker idle for a second, so writes kept starting
+    new processes, and each one imported this module (OpenCV, ONNX Runtime, the model code)
     to unpickle the sink: about 2.4 s of CPU a process. Two actors on 2 cores then spent
     186 ms of CPU per photo, 105 of it classifying, and were no faster than one
     (docs/scaling.md). Writing here costs milliseconds and starts no process.
@@ -240,7 +258,7 @@ class PhotoClassifier:
     store to reach an actor. A batch holds only paths and the sizes the listing saw.
     """
 
-    def __init__(self, settings: Settings, src: Store, dst: Store, fmt: str) -> None:
+    def __init__(self, settings: Settings, src: Store, job: PhotoJob[Any]) -> None:
         # OpenCV's own thread pool is as large as the machine; Ray gave this actor
         # ``inference_threads`` CPUs, and more threads than that only fight the other actors.
         cv2.setNumThreads(settings.inference_threads)
@@ -250,27 +268,18 @@ class PhotoClassifier:
         self.max_pixels = settings.max_pixels
         self.pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="classify")
         self.readers = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="read")
-        self.dst = dst
-        self.fmt = fmt
+        self.job = job
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Classify and write one batch; what flows on to the driver is only its counts."""
+        """Process and write one batch; what flows on to the driver is only its counts."""
 
-        def one(path: str, size: int, data: Future[bytes]) -> dict[str, Any]:
-            result = classify_photo(self.recognizer, PurePosixPath(path), data.result, self.max_pixels)
-            return {
-                "path": PurePosixPath(path).relative_to(self.root).as_posix(),
-                "size": int(size),
-                "rows": list(rows(result, self.root)),
-            }
+        def one(path: str, size: int, data: Future[bytes]) -> Processed[Any]:
+            result = self.job.process(self.recognizer, PurePosixPath(path), data.result, self.max_pixels)
+            return Processed(PurePosixPath(path).relative_to(self.root).as_posix(), int(size), result)
 
         reads = [self.readers.submit(self.read, path) for path in batch["path"]]
-        photos = sorted(self.pool.map(one, batch["path"], batch["size"], reads), key=lambda p: p["path"])
-        out = [{**row, "size": photo["size"]} for photo in photos for row in photo["rows"]]
-        write_atomically(
-            self.dst, part_name(photos, self.fmt), encode(out, self.fmt, self.recognizer.classes)
-        )
-        counts = Counter(row["status"] for row in out)
+        photos = sorted(self.pool.map(one, batch["path"], batch["size"], reads), key=lambda p: p.path)
+        counts = self.job.write(self.recognizer, photos)
         return {name: np.array([counts[name]]) for name in STATUSES} | {"photos": np.array([len(photos)])}
 
     def read(self, path: str) -> bytes:
@@ -292,9 +301,9 @@ def encode(out: list[dict[str, Any]], fmt: str, classes: list[str]) -> bytes:
     return text.getvalue().encode()
 
 
-def part_name(photos: list[dict[str, Any]], fmt: str) -> str:
+def part_name(photos: list[Processed[Any]], fmt: str) -> str:
     """Named after the keys it holds, so a retried write lands on the same file."""
-    keys = "\n".join(f"{p['path']}\t{p['size']}" for p in photos)
+    keys = "\n".join(f"{p.path}\t{p.size}" for p in photos)
     return f"{PART_PREFIX}{hashlib.sha256(keys.encode()).hexdigest()[:24]}.{fmt}"
 
 
@@ -314,26 +323,37 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
     claim_destination(dst, job)
     done = done_keys(dst, fmt)
     todo = [(src.join(path), size) for path, size in photos.items() if (path, size) not in done]
-    already = len(photos) - len(todo)
-    totals: Counter[str] = Counter()
-    if todo:
-        started = not ray.is_initialized()
-        if started:
-            join_cluster(options.address)
-        try:
-            pinned = settings.model_copy(update={"model_version": job["version"]})
-            totals = run(todo, src, dst, fmt, pinned, options)
-        except (ray.exceptions.RayError, OSError) as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise JobFailed(
-                f"{reason}; the photos written are kept: rerun with the same --out to resume"
-            ) from exc
-        finally:
-            if started:
-                ray.shutdown()
+    pinned = settings.model_copy(update={"model_version": job["version"]})
+    totals = run_job(todo, src, ClassifyJob(src, dst, fmt), pinned, options)
     remove_temporaries(dst)
     counts = {status: totals[status] for status in STATUSES}
+    already = len(photos) - len(todo)
     return RaySummary(len(photos), already, totals["photos"], counts, skipped, totals["parts"])
+
+
+def run_job(
+    todo: list[tuple[str, int]], src: Store, job: PhotoJob[Any], settings: Settings, options: RayOptions
+) -> Counter[str]:
+    """Run ``job`` over the (path, size) of each photo to do, joining a cluster unless one is joined.
+
+    Returns what the job's batches held by status, the photos and the batches (``parts``).
+    A failure part way is ``JobFailed``: what the job wrote is kept, for a rerun to resume.
+    """
+    if not todo:
+        return Counter()
+    started = not ray.is_initialized()
+    if started:
+        join_cluster(options.address)
+    try:
+        return run(todo, src, job, settings, options)
+    except (ray.exceptions.RayError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise JobFailed(
+            f"{reason}; the photos written are kept: rerun with the same --out to resume"
+        ) from exc
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def join_cluster(address: str | None) -> None:
@@ -372,9 +392,9 @@ def batch_sizes(photos: int, actors: int, most: int, least: int = 1) -> list[int
 
 
 def run(
-    todo: list[tuple[str, int]], src: Store, dst: Store, fmt: str, settings: Settings, options: RayOptions
+    todo: list[tuple[str, int]], src: Store, job: PhotoJob[Any], settings: Settings, options: RayOptions
 ) -> Counter[str]:
-    """The Ray Data pipeline: batches of (path, size) to the actor pool, which reads, classifies, writes.
+    """The Ray Data pipeline: batches of (path, size) to the actor pool, which reads, processes, writes.
 
     Returns the rows written by status, the photos and the part files. Ray Data hands the
     driver each batch's counts once, from the attempt that succeeded, however often a
@@ -393,7 +413,7 @@ def run(
     photos = ray.data.from_blocks(blocks)
     classified = photos.map_batches(
         PhotoClassifier,
-        fn_constructor_args=(settings.model_copy(update={"inference_threads": threads}), src, dst, fmt),
+        fn_constructor_args=(settings.model_copy(update={"inference_threads": threads}), src, job),
         batch_size=None,  # a whole block: the batches are the blocks made above
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),

@@ -57,6 +57,8 @@ class Recognition:
     #: More faces were found than ``max_faces``; only the largest were classified.
     faces_truncated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    #: The faces' feature rows (embeddings), in the order of ``faces``; None when there is no face.
+    features: np.ndarray | None = None
 
 
 class Recognizer:
@@ -155,8 +157,17 @@ class Recognizer:
         timings: dict[str, float] = {}
         with _stage("decode", timings, observe):
             photo = self.decode(data, max_pixels)
+        result = self.recognize_decoded(photo, observe, thorough)
+        return replace(result, timings=timings | result.timings)
+
+    def recognize_decoded(
+        self, photo: DecodedPhoto, observe: StageObserver | None = None, thorough: bool = False
+    ) -> Recognition:
+        """``recognize_rgb`` on a decoded photo, boxes in the uploaded image's pixels.
+
+        For a caller that needs the pixels too (``python -m app cluster`` cuts each face out).
+        """
         result = self.recognize_rgb(photo.rgb, observe, thorough)
-        result = replace(result, timings=timings | result.timings)
         if photo.scale == 1.0:
             return result
         faces = [replace(f, box=f.box.scaled(photo.scale)) for f in result.faces]
@@ -174,6 +185,7 @@ class Recognizer:
             faces = self.detector.detect(rgb, thorough)
         faces, truncated = self._largest(faces)
         results: list[FaceResult] = []
+        features = None
         if faces:
             with _stage("crop", timings, observe):
                 crops = [self.extractor.crop(rgb, face) for face in faces]
@@ -182,7 +194,7 @@ class Recognizer:
             with _stage("classify", timings, observe):
                 results = self.classify(faces, features)
         height, width = rgb.shape[:2]
-        return Recognition(width, height, results, truncated, timings)
+        return Recognition(width, height, results, truncated, timings, features)
 
     def _largest(self, faces: list[Detection]) -> tuple[list[Detection], bool]:
         if len(faces) <= self.max_faces:
