@@ -1,6 +1,7 @@
-"""``python -m app serve`` runs the service; ``python -m app classify DIR --out FILE`` classifies a folder.
+"""``python -m app serve`` runs the service; ``classify DIR --out FILE`` classifies a folder;
+``cluster PHOTOS --out DIR`` groups the faces the model cannot name.
 
-Both read the same settings from the environment (or ``.env``), so they use the same model.
+All read the same settings from the environment (or ``.env``), so they use the same model.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     classify.add_argument("dir", help="folder of images, searched recursively (a URI with --engine ray)")
     classify.add_argument("--out", required=True, help="results.jsonl or results.csv (ray: also .parquet)")
     add_engine_arguments(classify)
+    cluster = commands.add_parser(
+        "cluster", help="group the faces the model cannot name, into folders and a page"
+    )
+    cluster.add_argument("photos", help="folder of photos, searched recursively (a URI with --engine ray)")
+    cluster.add_argument(
+        "--out", required=True, help="a new folder for the groups (or an unfinished run's, to resume)"
+    )
+    add_engine_arguments(cluster)
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
@@ -37,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         from app.batch import command
 
         return command.main(args.dir, args.out, settings, args.engine, RayOptions.from_arguments(args))
+    if args.command == "cluster":
+        from app.cluster import command as cluster_command
+
+        return cluster_command.main(
+            args.photos, args.out, settings, args.engine, RayOptions.from_arguments(args)
+        )
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from app.artifact.manifest import ArtifactError
 from app.batch import local
+from app.batch.jobs import JobFailed
 from app.batch.options import EngineName, RayOptions
 from app.batch.rows import BatchInputError
 from app.config import Settings
@@ -51,6 +53,18 @@ def main(
 
 def ray_main(src: str, out: str, settings: Settings, options: RayOptions) -> int:
     """``--engine ray``: imported only when asked for, since Ray is an optional extra."""
+    ray_engine = ray_engine_module()
+    try:
+        summary = ray_engine.classify_store(src, out, settings, options)
+    except JobFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(ray_engine.format_summary(summary, out))
+    return 0 if summary.photos else 1
+
+
+def ray_engine_module() -> ModuleType:
+    """``app.batch.ray_engine``; a missing Ray is bad input (``BatchInputError``), like any bad argument."""
     try:
         from app.batch import ray_engine
     except ImportError as exc:
@@ -59,10 +73,4 @@ def ray_main(src: str, out: str, settings: Settings, options: RayOptions) -> int
         raise BatchInputError(
             f"--engine ray needs the 'ray' extra ({exc.name} is missing): pip install -e '.[ray]'"
         ) from exc
-    try:
-        summary = ray_engine.classify_store(src, out, settings, options)
-    except ray_engine.JobFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(ray_engine.format_summary(summary, out))
-    return 0 if summary.photos else 1
+    return ray_engine

@@ -24,6 +24,10 @@ from app.model.recognizer import Recognizer
 Result = TypeVar("Result")
 
 
+class JobFailed(Exception):
+    """A job on a cluster stopped part way (storage failed, the cluster went away); what was written stays."""
+
+
 @dataclass(frozen=True)
 class Processed(Generic[Result]):
     """One photo done: where it is under the folder, its size in bytes when listed, and the job's result."""

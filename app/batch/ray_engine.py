@@ -47,7 +47,7 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from app.batch.jobs import PhotoJob, Processed, model_description
+from app.batch.jobs import JobFailed, PhotoJob, Processed, model_description
 from app.batch.options import RayOptions
 from app.batch.rows import (
     FORMATS,
@@ -77,10 +77,6 @@ STATUSES = ("face", "no_face", "error")
 READ_AHEAD = 8
 #: Seconds a named cluster's head has to accept a connection before the job gives up.
 CONNECT_TIMEOUT_S = 10.0
-
-
-class JobFailed(Exception):
-    """The Ray job stopped part way (storage failed, the cluster went away); DST keeps what was written."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,226 @@
+"""Every face of every photo, found once on either engine and kept in DIR until the groups are written.
+
+``FaceJob`` is the ``cluster`` command's ``PhotoJob`` (``app.batch.jobs``): it recognises a
+photo as ``classify`` does (``Recognizer.recognize_decoded``: the same boxes, labels and
+quality), keeps each face's embedding, and cuts each face out with a margin while the pixels
+are decoded, so no photo is read twice. Each batch of photos becomes one part file in
+``DIR/.cluster/`` (NumPy arrays, so the local engine needs nothing Ray brings), named after the
+photos it holds and written under a temporary name first: a run that stops keeps what it wrote,
+and a rerun into the same DIR does only the other photos, as ``classify --engine ray`` does.
+The folder is hidden, so a training run pointed at DIR never takes it for a person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
+
+import cv2
+import numpy as np
+
+from app.batch.jobs import PhotoJob, Processed, model_description
+from app.config import Settings
+from app.model.recognizer import FaceResult, Recognizer
+from app.pipeline.detect import Box
+
+#: DIR's working folder: the part files and ``JOB_FILE``.
+WORK = ".cluster"
+JOB_FILE = "job.json"
+PART_PREFIX = "part-"
+#: The margin cut around a face, as a share of its box on each side: the face is half the
+#: image, as in an ordinary portrait, where the detector finds it again when training reads it.
+FACE_MARGIN = 0.5
+#: The longest side of a face image; a larger cut is shrunk (a face of 160 px is plenty to train on).
+FACE_IMAGE_SIDE = 320
+JPEG_QUALITY = 92
+
+
+@dataclass(frozen=True)
+class PhotoFaces:
+    """What one photo gave: its content hash, its faces, their embeddings and cut-out images, or an error."""
+
+    sha256: str
+    faces: list[FaceResult]
+    features: np.ndarray | None
+    images: list[bytes]
+    error: str | None = None
+
+
+def face_image(rgb: np.ndarray, box: Box) -> bytes:
+    """The face in ``box`` with ``FACE_MARGIN`` around it (less at the photo's edges), as a JPEG."""
+    height, width = rgb.shape[:2]
+    dx, dy = round(box.width * FACE_MARGIN), round(box.height * FACE_MARGIN)
+    x0, y0 = max(0, box.x - dx), max(0, box.y - dy)
+    x1, y1 = min(width, box.x + box.width + dx), min(height, box.y + box.height + dy)
+    cut = rgb[y0:y1, x0:x1]
+    scale = FACE_IMAGE_SIDE / max(cut.shape[:2])
+    if scale < 1.0:
+        size = (max(1, round(cut.shape[1] * scale)), max(1, round(cut.shape[0] * scale)))
+        cut = cv2.resize(cut, size, interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(cut, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
+    if not ok:
+        raise ValueError(f"cannot encode a face of {cut.shape[1]}x{cut.shape[0]} pixels")
+    return encoded.tobytes()
+
+
+def find_faces(recognizer: Recognizer, read: Callable[[], bytes], max_pixels: int) -> PhotoFaces:
+    """Recognise one photo as ``classify`` does, keeping the embeddings and a cut-out of each face.
+
+    Like ``app.batch.rows.classify_photo``, any failure is the photo's error, never an
+    exception: one strange file costs that file, not the run.
+    """
+    try:
+        data = read()
+        photo = recognizer.decode(data, max_pixels)
+        found = recognizer.recognize_decoded(photo)
+        images = [face_image(photo.rgb, face.box.scaled(1.0 / photo.scale)) for face in found.faces]
+        return PhotoFaces(hashlib.sha256(data).hexdigest(), found.faces, found.features, images)
+    except Exception as exc:
+        return PhotoFaces("", [], None, [], f"{type(exc).__name__}: {exc}")
+
+
+class FaceJob(PhotoJob[PhotoFaces]):
+    """``python -m app cluster`` on an engine: each photo's faces, a batch written as one part file."""
+
+    def __init__(self, work: str) -> None:
+        self.work = work
+
+    def process(
+        self, recognizer: Recognizer, path: PurePath, read: Callable[[], bytes], max_pixels: int
+    ) -> PhotoFaces:
+        return find_faces(recognizer, read, max_pixels)
+
+    def write(self, recognizer: Recognizer, photos: list[Processed[PhotoFaces]]) -> Counter[str]:
+        keys = "\n".join(f"{p.path}\t{p.size}" for p in photos)
+        name = f"{PART_PREFIX}{hashlib.sha256(keys.encode()).hexdigest()[:24]}.npz"
+        write_atomically(Path(self.work) / name, encode_part(photos))
+        counts: Counter[str] = Counter()  # as ``classify`` counts its rows: a face each, else a photo
+        for photo in photos:
+            found = photo.result
+            counts["error" if found.error else "face" if found.faces else "no_face"] += len(found.faces) or 1
+        return counts
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write under a hidden temporary name, then rename: DIR never holds half a part file."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def encode_part(photos: list[Processed[PhotoFaces]]) -> bytes:
+    """A batch as NumPy arrays in one ``.npz``: a row per photo, a row per face, face images end to end."""
+    faces = [(i, j, face) for i, p in enumerate(photos) for j, face in enumerate(p.result.faces)]
+    features = [p.result.features for p in photos if p.result.features is not None]
+    boxes = [[f.box.x, f.box.y, f.box.width, f.box.height] for *_, f in faces]
+    images = [image for p in photos for image in p.result.images]
+    arrays = {
+        "photo_path": np.array([p.path for p in photos], dtype=str),
+        "photo_size": np.array([p.size for p in photos], np.int64),
+        "photo_sha256": np.array([p.result.sha256 for p in photos], dtype=str),
+        "photo_error": np.array([p.result.error or "" for p in photos], dtype=str),
+        "face_photo": np.array([i for i, _, _ in faces], np.int64),
+        "face_index": np.array([j for _, j, _ in faces], np.int64),
+        "face_box": np.array(boxes, np.int64).reshape(-1, 4),
+        "face_label": np.array([f.label for *_, f in faces], dtype=str),
+        "face_confidence": np.array([f.confidence for *_, f in faces], np.float64),
+        "face_quality": np.array([f.quality for *_, f in faces], dtype=str),
+        "face_embedding": np.concatenate(features).astype(np.float32) if features else np.zeros((0, 0)),
+        "face_image": np.frombuffer(b"".join(images), np.uint8),
+        "face_image_end": np.cumsum([len(image) for image in images], dtype=np.int64),
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types the keywords as allow_pickle
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One face found in the archive, as the part files keep it."""
+
+    photo: str
+    sha256: str
+    index: int
+    box: Box
+    label: str
+    confidence: float
+    quality: str
+    embedding: np.ndarray
+    image: bytes
+
+
+@dataclass(frozen=True)
+class Archive:
+    """What the part files hold for the photos listed now: every face, and the photos that gave none."""
+
+    faces: list[Face]
+    #: Relative path -> error, for the files that could not be read.
+    errors: dict[str, str]
+    no_face: list[str]
+    done: set[tuple[str, int]]
+
+
+def read_archive(work: Path, listed: dict[str, int] | None = None) -> Archive:
+    """Every part file in ``work``, keeping only the photos ``listed`` (path -> size) now, each once."""
+    faces: list[Face] = []
+    errors: dict[str, str] = {}
+    no_face: list[str] = []
+    done: set[tuple[str, int]] = set()
+    for part in sorted(work.glob(f"{PART_PREFIX}*.npz")):
+        with np.load(part, allow_pickle=False) as arrays:
+            columns = {name: arrays[name] for name in arrays.files}
+        ends = columns["face_image_end"]
+        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        by_photo: dict[int, list[int]] = {}
+        for row, photo in enumerate(columns["face_photo"]):
+            by_photo.setdefault(int(photo), []).append(row)
+        for i, (path, size) in enumerate(zip(columns["photo_path"], columns["photo_size"], strict=True)):
+            key = (str(path), int(size))
+            if key in done or (listed is not None and listed.get(key[0]) != key[1]):
+                continue
+            done.add(key)
+            if columns["photo_error"][i]:
+                errors[key[0]] = str(columns["photo_error"][i])
+            elif i not in by_photo:
+                no_face.append(key[0])
+            for row in by_photo.get(i, []):
+                x, y, w, h = (int(v) for v in columns["face_box"][row])
+                faces.append(
+                    Face(
+                        photo=key[0],
+                        sha256=str(columns["photo_sha256"][i]),
+                        index=int(columns["face_index"][row]),
+                        box=Box(x, y, w, h),
+                        label=str(columns["face_label"][row]),
+                        confidence=float(columns["face_confidence"][row]),
+                        quality=str(columns["face_quality"][row]),
+                        embedding=columns["face_embedding"][row],
+                        image=columns["face_image"][starts[row] : ends[row]].tobytes(),
+                    )
+                )
+    return Archive(faces, errors, no_face, done)
+
+
+def job_description(settings: Settings) -> dict[str, Any]:
+    """What makes two runs' faces comparable: the model and settings, and how faces are cut out."""
+    return {**model_description(settings), "face_margin": FACE_MARGIN, "face_image_side": FACE_IMAGE_SIDE}
+
+
+def read_job(work: Path) -> dict[str, Any] | None:
+    path = work / JOB_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def remove_temporaries(work: Path) -> None:
+    """Temporary files of part files whose writing was cut short."""
+    for path in work.glob(f".{PART_PREFIX}*.tmp"):
+        path.unlink(missing_ok=True)
