@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import platform
 import statistics
 import time
@@ -27,6 +28,7 @@ from PIL import Image
 from app.artifact.manifest import resolve_version_dir
 from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
+from app.pipeline.numerics import cpu_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +102,7 @@ def main() -> int:
     lines = [
         f"### {m.backend}/{m.version}, detector {recognizer.detector.name}, features {m.features.name}",
         "",
-        f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
+        f"{cpu_summary()}, {len(os.sched_getaffinity(0))} cores, "
         f"Python {platform.python_version()}; {args.repeat} runs each; milliseconds, p50 (p95).",
         "",
     ]

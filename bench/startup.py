@@ -23,6 +23,7 @@ from pathlib import Path
 
 from load import server_cpu  # bench/load.py, beside this script
 
+from app.pipeline.numerics import cpu_summary
 from harness.processes import ServerFailed, running_server
 
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"round {number} {folder or 'default'}: ready {wall:.2f} s, CPU {cpu:.2f} s, "
                 f"load {os.getloadavg()[0]:.1f}"
             )
+    print(cpu_summary())
     for folder, runs in results.items():
         print(
             f"{folder or 'default'}: median ready {statistics.median(r[0] for r in runs):.2f} s, "
