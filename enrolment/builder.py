@@ -123,7 +123,7 @@ def build_version(snapshot: Snapshot, store: Store, intake: Intake, settings: En
     tmp = durable.temp_dir_beside(backend_dir / version)
     try:
         pictures = {p.id: path for p in people if (path := store.picture_path(p)) is not None}
-        artifact.save(tmp, pictures, plots=False)  # a plot per change is a second of matplotlib
+        artifact.save(tmp, pictures, plots=False)  # no matplotlib plot per change (docs/enrolment.md)
         write_report(artifact.manifest, tmp / "report.md")
         write_manifest(tmp, artifact.manifest)
         durable.move_into_place(tmp, backend_dir / version)

@@ -45,7 +45,7 @@ class UnknownRule:
         self.references = l2_normalise(references.astype(np.float32))
         self.threshold = threshold
         # What nearest_distance would normalise on every call (bit for bit the same), done once:
-        # 159 x 512 rows cost the served model about as much as classifying one face.
+        # Once per model, not once per face: the references are many rows of 512.
         self._unit_references = l2_normalise(self.references)
         self.reference_thresholds = (
             None if reference_thresholds is None else np.asarray(reference_thresholds, np.float32)
