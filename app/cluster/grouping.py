@@ -11,7 +11,7 @@ new embedding, whose distances have another scale, brings its own. The ratio and
 measured are in docs/clustering.md.
 
 scikit-learn holds all n x n distances, which a large archive does not fit. Above ``BLOCK``
-faces the faces are first cut into k-means cells of about ``CELL`` faces, each cell is grouped
+faces the faces are first cut into k-means cells of about ``BLOCK / 2`` faces, each cell is grouped
 on its own, and groups cut apart by a cell's border are joined by the same rule: the mean
 distance between the faces of two groups is ``1 - a . b`` for the means ``a`` and ``b`` of their
 unit vectors, so the groups' means are all the join needs.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import sparse
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from sklearn.cluster import KMeans
@@ -35,8 +36,8 @@ from app.model.unknown import l2_normalise
 GROUPING_RATIO = 1.4
 #: The most faces (or groups) grouped in one piece: their distances take BLOCK² x 8 bytes.
 BLOCK = 4000
-#: Faces per k-means cell when there are more than ``BLOCK``.
-CELL = 2000
+#: k-means' iterations at most, when cutting more than ``BLOCK`` faces into cells of half as many.
+CELL_ITERATIONS = 30
 #: The fewest faces that make a group; fewer are reported as seen once.
 MIN_GROUP = 2
 #: Joining groups across cells stops when it no longer shrinks their number by this share.
@@ -58,46 +59,56 @@ def grouping_threshold(manifest: Manifest) -> float:
     return GROUPING_RATIO * threshold
 
 
-def group(embeddings: np.ndarray, threshold: float) -> np.ndarray:
-    """A group number per row (0, 1, ...; the same number, the same person), whatever the rows' order."""
+def group(embeddings: np.ndarray, threshold: float, block: int = BLOCK) -> np.ndarray:
+    """A group number per row (0, 1, ...; the same number, the same person), whatever the rows' order.
+
+    ``block``: the most rows grouped in one piece (``BLOCK``; smaller in tests of the cells).
+    """
     if len(embeddings) == 0:
         return np.zeros(0, np.int64)
-    order = np.lexsort(embeddings.T[::-1])  # one canonical order, so the input's order cannot matter
-    labels = np.empty(len(embeddings), np.int64)
-    labels[order] = _group_means(l2_normalise(embeddings[order].astype(np.float64)), threshold)
+    unit = np.ascontiguousarray(l2_normalise(embeddings.astype(np.float32)))
+    # One canonical order, so the input's cannot matter: the rows sorted by their bytes.
+    order = np.argsort(unit.view(np.dtype((np.void, unit.strides[0]))).ravel(), kind="stable")
+    labels = np.empty(len(unit), np.int64)
+    labels[order] = _group_means(unit[order], threshold, block)
     return labels
 
 
-def _group_means(means: np.ndarray, threshold: float) -> np.ndarray:
+def _group_means(means: np.ndarray, threshold: float, block: int) -> np.ndarray:
     """Average linkage over rows that are means of unit vectors (a unit vector is a one-face group)."""
-    if len(means) <= BLOCK:
+    if len(means) <= block:
         return _average_linkage(means, threshold)
-    cells = KMeans(math.ceil(len(means) / CELL), n_init=1, random_state=0).fit_predict(means)
+    # The cells need not be k-means' best, only compact: a few iterations from random faces
+    # (k-means++'s seeding of float32 rows cost more than all the rest).
+    kmeans = KMeans(
+        math.ceil(2 * len(means) / block), init="random", n_init=1, max_iter=CELL_ITERATIONS, random_state=0
+    )
+    cells = kmeans.fit_predict(means)
     labels = np.empty(len(means), np.int64)
     found = 0
     for cell in np.unique(cells):
         members = np.flatnonzero(cells == cell)
-        inside = _group_means(means[members], threshold)
+        inside = _group_means(means[members], threshold, block)
         labels[members] = inside + found
         found += int(inside.max()) + 1
     if found > (1 - LEAST_SHRINK) * len(means):
         return labels  # the cells hardly grouped anything: no join across them would either
-    counts = np.bincount(labels).astype(np.float64)
-    sums = np.zeros((found, means.shape[1]))
-    np.add.at(sums, labels, means)
-    return _group_means(sums / counts[:, None], threshold)[labels]
+    membership = sparse.csr_matrix((np.ones(len(labels)), (labels, np.arange(len(labels)))))
+    sums = membership @ means.astype(np.float64)
+    return _group_means(sums / np.bincount(labels)[:, None], threshold, block)[labels]
 
 
 def _average_linkage(means: np.ndarray, threshold: float) -> np.ndarray:
     """Average linkage on the mean distances ``1 - a . b`` between the rows' groups, cut at ``threshold``.
 
     SciPy's ``linkage``, which scikit-learn's ``AgglomerativeClustering`` runs for average
-    linkage, called directly: scikit-learn's bookkeeping around it took four times as long.
+    linkage, called directly: scikit-learn's bookkeeping around it cost more than the linkage
+    itself (docs/clustering.md).
     """
     if len(means) < 2:
         return np.zeros(len(means), np.int64)
     rows = means.astype(np.float32)  # float32 products: half the time, and distances to 1e-6
-    distances = np.clip(1.0 - rows @ rows.T, 0.0, 2.0).astype(np.float64)
+    distances = np.clip(1.0 - rows @ rows.T, 0.0, 2.0, dtype=np.float64)
     np.fill_diagonal(distances, 0.0)
     tree = linkage(squareform(distances, checks=False), method="average")
     return fcluster(tree, threshold, criterion="distance").astype(np.int64) - 1

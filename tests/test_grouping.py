@@ -1,0 +1,89 @@
+"""Grouping embeddings drawn around random centres: in any order, whole or in cells, the same groups.
+
+The synthetic people are far apart and their faces spread at the threshold's own scale, so
+the right groups are known; the real faces are in tests/test_cluster.py and bench/cluster.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from app.artifact.manifest import Manifest
+from app.cluster.grouping import GROUPING_RATIO, GroupingError, attach, drop_small, group, grouping_threshold
+
+THRESHOLD = 0.55
+
+
+def people(count: int, faces: int, dimension: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``faces`` embeddings around each of ``count`` random centres; who each is."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(count, dimension))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    who = np.repeat(np.arange(count), faces)
+    spread = (THRESHOLD / 1.5) / (1 - THRESHOLD / 1.5)  # two faces of one person ~ THRESHOLD / 1.5 apart
+    return centres[who] + rng.normal(size=(len(who), dimension)) * math.sqrt(spread / dimension), who
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return adjusted_rand_score(a, b) == 1.0
+
+
+def test_each_person_is_one_group_in_any_order() -> None:
+    embeddings, who = people(30, 12)
+    labels = group(embeddings, THRESHOLD)
+    assert same_partition(labels, who)
+    order = np.random.default_rng(1).permutation(len(who))
+    assert np.array_equal(group(embeddings[order], THRESHOLD), labels[order])  # the same numbers, too
+
+
+def test_cells_give_the_groups_one_piece_gives() -> None:
+    """Above ``block`` rows the faces are cut into k-means cells and the groups joined across them."""
+    embeddings, who = people(60, 20, seed=2)
+    whole = group(embeddings, THRESHOLD)
+    in_cells = group(embeddings, THRESHOLD, block=150)
+    assert same_partition(whole, who) and same_partition(in_cells, who)
+    order = np.random.default_rng(3).permutation(len(who))
+    assert np.array_equal(group(embeddings[order], THRESHOLD, block=150), in_cells[order])
+
+
+def test_two_people_closer_than_the_threshold_on_average_are_one_group() -> None:
+    """The rule is the mean distance between two groups' faces, not their nearest pair."""
+    near = np.array([[1.0, 0.0, 0.0], [np.cos(0.2), np.sin(0.2), 0.0]])
+    far = np.array([[0.0, 0.0, 1.0]])
+    labels = group(np.vstack([near, far]), threshold=0.1)
+    assert labels[0] == labels[1] != labels[2]
+
+
+def test_small_groups_drop_and_low_quality_faces_join_only_a_close_group() -> None:
+    assert drop_small(np.array([0, 0, 1, 2, 2])).tolist() == [0, 0, -1, 2, 2]
+    embeddings, who = people(3, 5)
+    labels = drop_small(group(embeddings, THRESHOLD))
+    near = embeddings[who == 0].mean(axis=0)  # where person 0's faces centre
+    stray = np.eye(embeddings.shape[1])[0]  # nobody
+    rows = np.vstack([embeddings, near, stray])
+    candidates = np.arange(len(rows)) >= len(embeddings)
+    joined, distance = attach(rows, np.append(labels, [-1, -1]), candidates, THRESHOLD / GROUPING_RATIO)
+    assert same_partition(joined[: len(who)], who)
+    assert joined[-2] == labels[0] and distance[-2] < 1e-3
+    assert joined[-1] == -1 and np.isnan(distance[-1])
+
+
+def test_a_model_without_a_same_person_distance_cannot_group() -> None:
+    manifest = Manifest.model_validate(
+        {
+            "backend": "svm",
+            "version": "v1",
+            "created": "2026-01-01T00:00:00Z",
+            "classes": [{"id": "a", "name": "A"}],
+            "detector": {"name": "haar"},
+            "features": {"name": "pixels"},
+        }
+    )
+    with pytest.raises(GroupingError, match="no same-person distance"):
+        grouping_threshold(manifest)
+    manifest.unknown.method, manifest.unknown.threshold = "nearest_distance", 0.4
+    assert grouping_threshold(manifest) == pytest.approx(GROUPING_RATIO * 0.4)
