@@ -4,6 +4,7 @@
     .venv/bin/python bench/cluster.py --draws 1 --speed 3    # and cluster vs classify, 3 rounds, both engines
     .venv/bin/python bench/cluster.py --synthetic 100000     # grouping alone on synthetic embeddings
     .venv/bin/python bench/cluster.py --ratios 1.2 1.3 1.4 1.5 1.6   # how GROUPING_RATIO was chosen
+    .venv/bin/python bench/cluster.py --blur 0 1 1.5 2 3 4            # how BLURRED_BELOW was chosen
 
 The archive: ``../shared/data/faces24`` holds 24 people's aligned 112 px face crops. A draw
 takes ``--faces-per-person`` crops of each at random, pastes 2 to 5 of them (different people)
@@ -35,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -46,12 +46,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from batch_ray import CpuAccount  # bench/ is on the path of a bench script
 from PIL import Image
 
 from app.artifact.manifest import Manifest, load_manifest, resolve_version_dir
+from app.cluster.faces import BLURRED_BELOW, sharpness
 from app.cluster.grouping import GROUPING_RATIO, drop_small, group, grouping_threshold
 from app.config import PROJECT_ROOT, Settings
 from app.model.host import load_recognizer
+from app.model.unknown import l2_normalise
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 FACES24 = SHARED / "faces24"
@@ -205,21 +208,24 @@ def served_manifest() -> Manifest:
 
 
 def command(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:
-    """A fresh ``python -m app ...``: its result, wall seconds and CPU seconds (it and its children)."""
-    before = os.times()
+    """A fresh ``python -m app ...``: its result, wall seconds and CPU seconds.
+
+    The CPU is that of every process under this one while it ran (the command, and with
+    ``--engine ray`` the local cluster it starts: its daemons, actors and workers), read from
+    ``/proc`` by bench/batch_ray.py's ``CpuAccount``: Ray's processes are not waited for by
+    their parents, so the kernel's children times miss them.
+    """
+    account = CpuAccount()
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "app", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
     )
     wall = time.perf_counter() - start
-    after = os.times()
+    used = account.stop()
     if done.returncode != 0:
         raise SystemExit(f"python -m app {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return (
-        done,
-        wall,
-        (after.children_user - before.children_user) + (after.children_system - before.children_system),
-    )
+    mine = used.get("this process (driver, or the local engine)", (0.0, 0))[0]
+    return done, wall, sum(seconds for seconds, _ in used.values()) - mine
 
 
 QUALITY_COLUMNS = (
@@ -262,7 +268,7 @@ def quality(draw: int, faces_per_person: int, engine: str, keep: Path | None) ->
         return figures
 
 
-def speed(draw: int, faces_per_person: int, rounds: int) -> None:
+def speed(draw: int, faces_per_person: int, rounds: int, engines: list[str]) -> None:
     """cluster against classify on the same photos, fresh commands, alternating order, both engines."""
     with tempfile.TemporaryDirectory(prefix="cluster-speed-") as tmp:
         photos = Path(tmp) / "photos"
@@ -273,7 +279,7 @@ def speed(draw: int, faces_per_person: int, rounds: int) -> None:
             "round", "engine", "command", "wall s", "photos/s", "CPU per photo", "load average at start"
         )
         table_row(*["---"] * 7)
-        for engine in ("local", "ray"):
+        for engine in engines:
             for r in range(rounds):
                 order = ["classify", "cluster"] if r % 2 == 0 else ["cluster", "classify"]
                 for name in order:
@@ -360,6 +366,51 @@ def ratios(candidates: list[float]) -> None:
         )
 
 
+def blur(sigmas: list[float]) -> None:
+    """How far blur moves a face's embedding from its sharp self, against the face's ``sharpness``.
+
+    How ``BLURRED_BELOW`` was chosen: every other photo of the served model's training split
+    (the split its unknown threshold is calibrated on), the largest face, blurred with a
+    Gaussian of ``sigma`` x (face width / 64) px and embedded at the same box; the table gives
+    the sharpness and the cosine distance to the unblurred face's embedding by sigma.
+    """
+    recognizer = load_recognizer(Settings())
+    manifest = recognizer.manifest
+    held_out = set(manifest.dataset.get("test_files", []))
+    root = (PROJECT_ROOT / manifest.dataset["root"]).resolve()
+    photos = [p for p in sorted(root.glob("*/*.jpg")) if f"{p.parent.name}/{p.name}" not in held_out][::2]
+    found: dict[float, list[tuple[float, float]]] = defaultdict(list)
+    for path in photos:
+        photo = recognizer.decode(path.read_bytes())
+        faces = recognizer.detector.detect(photo.rgb)
+        if not faces:
+            continue
+        face = max(faces, key=lambda f: f.box.area)
+        sharp = l2_normalise(recognizer.extractor.extract([recognizer.extractor.crop(photo.rgb, face)]))[0]
+        for sigma in sigmas:
+            rgb = cv2.GaussianBlur(photo.rgb, (0, 0), sigma * face.box.width / 64) if sigma else photo.rgb
+            moved = l2_normalise(recognizer.extractor.extract([recognizer.extractor.crop(rgb, face)]))[0]
+            found[sigma].append((sharpness(rgb, face.box), 1.0 - float(moved @ sharp)))
+    unknown = manifest.unknown.threshold
+    print(f"{len(found[sigmas[0]])} faces; unknown threshold {unknown}; BLURRED_BELOW {BLURRED_BELOW}")
+    table_row(
+        "sigma per 64 px",
+        "sharpness p10",
+        "p50",
+        "p90",
+        "embedding moved p50",
+        "p90",
+        "moved > threshold / 2",
+    )
+    table_row(*["---"] * 7)
+    for sigma in sigmas:
+        values = np.array(found[sigma])
+        s10, s50, s90 = np.percentile(values[:, 0], [10, 50, 90])
+        m50, m90 = np.percentile(values[:, 1], [50, 90])
+        far = (values[:, 1] > (unknown or 0) / 2).mean()
+        table_row(sigma, f"{s10:.0f}", f"{s50:.0f}", f"{s90:.0f}", f"{m50:.3f}", f"{m90:.3f}", f"{far:.0%}")
+
+
 def cpu_name() -> str:
     info = Path("/proc/cpuinfo").read_text()
     name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
@@ -377,10 +428,14 @@ def main() -> None:
     parser.add_argument(
         "--speed", type=int, default=0, help="rounds of cluster vs classify on the first draw"
     )
+    parser.add_argument("--speed-engines", nargs="+", choices=("local", "ray"), default=["local", "ray"])
     parser.add_argument("--synthetic", type=int, nargs="*", default=[], help="numbers of embeddings to group")
     parser.add_argument("--keep", type=Path, help="copy each draw's output folder here (to look at)")
     parser.add_argument(
         "--ratios", type=float, nargs="*", default=[], help="grouping ratios to try on the model"
+    )
+    parser.add_argument(
+        "--blur", type=float, nargs="*", default=[], help="blurs (sigma per 64 px of face) to try"
     )
     args = parser.parse_args()
     if args.draws:
@@ -404,11 +459,13 @@ def main() -> None:
                 f"{f['wall_s']:.0f} ({f['cpu_s']:.0f})",
             )
     if args.speed:
-        speed(args.draws[0] if args.draws else 1, args.faces_per_person, args.speed)
+        speed(args.draws[0] if args.draws else 1, args.faces_per_person, args.speed, args.speed_engines)
     for n in args.synthetic:
         synthetic(n)
     if args.ratios:
         ratios(args.ratios)
+    if args.blur:
+        blur(args.blur)
 
 
 if __name__ == "__main__":

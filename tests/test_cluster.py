@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -43,6 +44,7 @@ from training.cli import main as train
 
 pytestmark = pytest.mark.slow
 
+BLURRED = "out-of-focus.jpg"
 KNOWN = ("billy_boyd", "dominic_monaghan", "martin_freeman")
 STRANGERS = ("elijah_wood", "sean_astin")
 
@@ -118,6 +120,10 @@ def archive(
             save(f"trip/together-{i:02d}.jpg", photo, partner)
     for i, photo in enumerate(known[:4]):
         save(f"known-{i:02d}.jpg", photo)
+    # A stranger's photo out of focus (not in ``people``: ``test_a_blurred_face_is_not_grouped``).
+    (face,) = create_detector("blazeface").detect(strangers[0].rgb)
+    blurred = cv2.GaussianBlur(strangers[0].rgb, (0, 0), face.box.width / 16)
+    (root / BLURRED).write_bytes(encode(blurred, quality=90))
     return root, people
 
 
@@ -183,11 +189,27 @@ def test_groups_are_people_and_known_people_are_named(clustered, archive) -> Non
     assert sorted(sizes, reverse=True) == sizes
     for row in rows:
         assert (out / row["image"]).is_file()
-        assert row["quality"] in {"good", "low"} and set(row["box"]) == {"x", "y", "width", "height"}
+        assert row["quality"] in {"good", "low", "blurred"} and set(row["box"]) == {
+            "x",
+            "y",
+            "width",
+            "height",
+        }
         if row["group"] is not None:
             assert row["image"].startswith(f"{row['group']}/") and 0 <= row["distance"] < 1
     assert not (out / WORK).exists()
     assert f"in {len(sizes)} groups" in printed and printed.strip().endswith(str(out / "index.html"))
+
+
+def test_a_blurred_face_is_not_grouped(clustered) -> None:
+    """Too blurred to trust its embedding, so it stays out of its person's group, said why."""
+    out, _ = clustered
+    (row,) = [r for r in read_rows(out) if r["photo"] == BLURRED]
+    assert row["label"] == "unknown" and row["quality"] == "blurred", row
+    assert (
+        row["group"] is None and row["ungrouped"] == "low quality" and row["image"].startswith("ungrouped/")
+    )
+    assert all(r["quality"] != "blurred" for r in read_rows(out) if r["photo"] != BLURRED)
 
 
 def test_the_order_and_names_of_the_photos_do_not_change_the_groups(

@@ -29,7 +29,16 @@ from app.batch.command import USAGE_ERROR, ray_engine_module
 from app.batch.jobs import JobFailed, Processed
 from app.batch.options import EngineName, RayOptions
 from app.batch.rows import BatchInputError
-from app.cluster.faces import JOB_FILE, WORK, FaceJob, PhotoFaces, job_description, read_archive, read_job
+from app.cluster.faces import (
+    JOB_FILE,
+    WORK,
+    FaceJob,
+    PhotoFaces,
+    done_keys,
+    job_description,
+    read_archive,
+    read_job,
+)
 from app.cluster.faces import remove_temporaries as remove_part_temporaries
 from app.cluster.grouping import GroupingError, grouping_threshold
 from app.cluster.output import RunFacts, write_output
@@ -96,7 +105,8 @@ def cluster(
         raise BatchInputError(f"no photos under {src} (jpg, png, webp, bmp, tif or gif, in any sub-folder)")
     job = job_description(settings)
     work = claim(out, job)
-    todo = [path for path, size in photos.items() if (path, size) not in read_archive(work, photos).done]
+    done = done_keys(work)
+    todo = [path for path, size in photos.items() if (path, size) not in done]
     pinned = settings.model_copy(update={"model_version": job["version"]})
     if todo and engine == "ray":
         todo_keys = [(store.join(path), photos[path]) for path in todo]
@@ -144,7 +154,7 @@ def claim(out: Path, job: dict[str, Any]) -> Path:
     """DIR's working folder: made in a new or empty DIR, or found in an unfinished run of the same job."""
     if out.exists() and not out.is_dir():
         raise BatchInputError(f"--out {out} is a file; give a new folder")
-    work = out / WORK
+    work = out.resolve() / WORK  # absolute: Ray's actors do not share the command's working folder
     if out.is_dir() and any(out.iterdir()):
         earlier = read_job(work)
         if earlier is None:

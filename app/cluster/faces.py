@@ -2,8 +2,8 @@
 
 ``FaceJob`` is the ``cluster`` command's ``PhotoJob`` (``app.batch.jobs``): it recognises a
 photo as ``classify`` does (``Recognizer.recognize_decoded``: the same boxes, labels and
-quality), keeps each face's embedding, and cuts each face out with a margin while the pixels
-are decoded, so no photo is read twice. Each batch of photos becomes one part file in
+quality), keeps each face's embedding and sharpness, and cuts each face out with a margin while
+the pixels are decoded, so no photo is read twice. Each batch of photos becomes one part file in
 ``DIR/.cluster/`` (NumPy arrays, so the local engine needs nothing Ray brings), named after the
 photos it holds and written under a temporary name first: a run that stops keeps what it wrote,
 and a rerun into the same DIR does only the other photos, as ``classify --engine ray`` does.
@@ -17,7 +17,7 @@ import io
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -40,6 +40,12 @@ FACE_MARGIN = 0.5
 #: The longest side of a face image; a larger cut is shrunk (a face of 160 px is plenty to train on).
 FACE_IMAGE_SIDE = 320
 JPEG_QUALITY = 92
+#: A face whose ``sharpness`` is below this is blurred: a Gaussian blur that leaves this much
+#: moves a face's FaceNet embedding about half the unknown threshold from its sharp self
+#: (``bench/cluster.py --blur``, docs/clustering.md). Sharp faces in photos score far higher.
+BLURRED_BELOW = 50.0
+#: The side a face is scaled to before its sharpness is measured, so that size does not count.
+SHARPNESS_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,33 @@ class PhotoFaces:
     faces: list[FaceResult]
     features: np.ndarray | None
     images: list[bytes]
+    sharpness: list[float]
     error: str | None = None
+
+
+def shrink(image: np.ndarray, side: int, square: bool = False) -> np.ndarray:
+    """``image`` with its longer side ``side`` px (or ``side`` x ``side``), if it is larger.
+
+    Averaging every pixel of a large face (``INTER_AREA``) cost more than the rest of cutting it
+    out; so a bilinear step first brings it to twice the size, and averaging halves that.
+    """
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1.0 and not square:
+        return image
+    size = (side, side) if square else (max(1, round(width * scale)), max(1, round(height * scale)))
+    if scale < 0.5:
+        image = cv2.resize(image, (2 * size[0], 2 * size[1]), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def sharpness(rgb: np.ndarray, box: Box) -> float:
+    """The variance of the Laplacian of the face's grey pixels at ``SHARPNESS_SIDE`` px: low when blurred."""
+    height, width = rgb.shape[:2]
+    x0, y0 = min(max(0, box.x), width - 1), min(max(0, box.y), height - 1)
+    face = rgb[y0 : max(y0 + 1, box.y + box.height), x0 : max(x0 + 1, box.x + box.width)]
+    grey = cv2.cvtColor(shrink(face, SHARPNESS_SIDE, square=True), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
 def face_image(rgb: np.ndarray, box: Box) -> bytes:
@@ -59,11 +91,7 @@ def face_image(rgb: np.ndarray, box: Box) -> bytes:
     dx, dy = round(box.width * FACE_MARGIN), round(box.height * FACE_MARGIN)
     x0, y0 = max(0, box.x - dx), max(0, box.y - dy)
     x1, y1 = min(width, box.x + box.width + dx), min(height, box.y + box.height + dy)
-    cut = rgb[y0:y1, x0:x1]
-    scale = FACE_IMAGE_SIDE / max(cut.shape[:2])
-    if scale < 1.0:
-        size = (max(1, round(cut.shape[1] * scale)), max(1, round(cut.shape[0] * scale)))
-        cut = cv2.resize(cut, size, interpolation=cv2.INTER_AREA)
+    cut = shrink(rgb[y0:y1, x0:x1], FACE_IMAGE_SIDE)
     ok, encoded = cv2.imencode(
         ".jpg", cv2.cvtColor(cut, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     )
@@ -82,10 +110,12 @@ def find_faces(recognizer: Recognizer, read: Callable[[], bytes], max_pixels: in
         data = read()
         photo = recognizer.decode(data, max_pixels)
         found = recognizer.recognize_decoded(photo)
-        images = [face_image(photo.rgb, face.box.scaled(1.0 / photo.scale)) for face in found.faces]
-        return PhotoFaces(hashlib.sha256(data).hexdigest(), found.faces, found.features, images)
+        boxes = [face.box.scaled(1.0 / photo.scale) for face in found.faces]  # in the decoded pixels
+        images = [face_image(photo.rgb, box) for box in boxes]
+        sharp = [sharpness(photo.rgb, box) for box in boxes]
+        return PhotoFaces(hashlib.sha256(data).hexdigest(), found.faces, found.features, images, sharp)
     except Exception as exc:
-        return PhotoFaces("", [], None, [], f"{type(exc).__name__}: {exc}")
+        return PhotoFaces("", [], None, [], [], f"{type(exc).__name__}: {exc}")
 
 
 class FaceJob(PhotoJob[PhotoFaces]):
@@ -134,6 +164,7 @@ def encode_part(photos: list[Processed[PhotoFaces]]) -> bytes:
         "face_label": np.array([f.label for *_, f in faces], dtype=str),
         "face_confidence": np.array([f.confidence for *_, f in faces], np.float64),
         "face_quality": np.array([f.quality for *_, f in faces], dtype=str),
+        "face_sharpness": np.array([photos[i].result.sharpness[j] for i, j, _ in faces], np.float64),
         "face_embedding": np.concatenate(features).astype(np.float32) if features else np.zeros((0, 0)),
         "face_image": np.frombuffer(b"".join(images), np.uint8),
         "face_image_end": np.cumsum([len(image) for image in images], dtype=np.int64),
@@ -153,9 +184,19 @@ class Face:
     box: Box
     label: str
     confidence: float
+    #: The service's: ``low`` for a face too small for a reliable name.
     quality: str
+    sharpness: float
     embedding: np.ndarray
-    image: bytes
+    #: Where its image is: the part file, and the image's first and last byte + 1 in it.
+    image: tuple[Path, int, int]
+
+    @property
+    def grade(self) -> str:
+        """``good``, ``low`` (too small, as the service says) or ``blurred``: only good faces are grouped."""
+        if self.quality != "good":
+            return self.quality
+        return "blurred" if self.sharpness < BLURRED_BELOW else "good"
 
 
 @dataclass(frozen=True)
@@ -166,7 +207,6 @@ class Archive:
     #: Relative path -> error, for the files that could not be read.
     errors: dict[str, str]
     no_face: list[str]
-    done: set[tuple[str, int]]
 
 
 def read_archive(work: Path, listed: dict[str, int] | None = None) -> Archive:
@@ -176,8 +216,8 @@ def read_archive(work: Path, listed: dict[str, int] | None = None) -> Archive:
     no_face: list[str] = []
     done: set[tuple[str, int]] = set()
     for part in sorted(work.glob(f"{PART_PREFIX}*.npz")):
-        with np.load(part, allow_pickle=False) as arrays:
-            columns = {name: arrays[name] for name in arrays.files}
+        with np.load(part, allow_pickle=False) as arrays:  # all but the images, read when written
+            columns = {name: arrays[name] for name in arrays.files if name != "face_image"}
         ends = columns["face_image_end"]
         starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         by_photo: dict[int, list[int]] = {}
@@ -203,11 +243,34 @@ def read_archive(work: Path, listed: dict[str, int] | None = None) -> Archive:
                         label=str(columns["face_label"][row]),
                         confidence=float(columns["face_confidence"][row]),
                         quality=str(columns["face_quality"][row]),
+                        sharpness=float(columns["face_sharpness"][row]),
                         embedding=columns["face_embedding"][row],
-                        image=columns["face_image"][starts[row] : ends[row]].tobytes(),
+                        image=(part, int(starts[row]), int(ends[row])),
                     )
                 )
-    return Archive(faces, errors, no_face, done)
+    return Archive(faces, errors, no_face)
+
+
+def done_keys(work: Path) -> set[tuple[str, int]]:
+    """The (path, size) of every photo the part files in ``work`` hold."""
+    done = set()
+    for part in sorted(work.glob(f"{PART_PREFIX}*.npz")):
+        with np.load(part, allow_pickle=False) as arrays:
+            done |= {
+                (str(p), int(s)) for p, s in zip(arrays["photo_path"], arrays["photo_size"], strict=True)
+            }
+    return done
+
+
+def face_images(faces: list[Face]) -> Iterator[bytes]:
+    """Each face's image, in order, reading each part file's images once in a row of its faces."""
+    loaded: tuple[Path, np.ndarray] | None = None
+    for face in faces:
+        part, start, end = face.image
+        if loaded is None or loaded[0] != part:
+            with np.load(part, allow_pickle=False) as arrays:
+                loaded = (part, arrays["face_image"])
+        yield loaded[1][start:end].tobytes()
 
 
 def job_description(settings: Settings) -> dict[str, Any]:

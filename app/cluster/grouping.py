@@ -27,7 +27,6 @@ import numpy as np
 from scipy import sparse
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
-from sklearn.cluster import KMeans
 
 from app.artifact.manifest import Manifest
 from app.model.unknown import l2_normalise
@@ -78,6 +77,8 @@ def _group_means(means: np.ndarray, threshold: float, block: int) -> np.ndarray:
     """Average linkage over rows that are means of unit vectors (a unit vector is a one-face group)."""
     if len(means) <= block:
         return _average_linkage(means, threshold)
+    from sklearn.cluster import KMeans  # here: only an archive this large pays for importing scikit-learn
+
     # The cells need not be k-means' best, only compact: a few iterations from random faces
     # (k-means++'s seeding of float32 rows cost more than all the rest).
     kmeans = KMeans(

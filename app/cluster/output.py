@@ -7,7 +7,7 @@
 - ``DIR/ungrouped/``: faces seen once, or too small to group; ``DIR/known/<id>/``: the faces
   the served model named, to check.
 - ``DIR/groups.jsonl``: a row per face: its photo, box, label, group, distance to the group's
-  centre and quality.
+  centre, and quality (``good``, ``low``: too small, or ``blurred``).
 - ``DIR/index.html``: a contact sheet per group, each face linked to its photo; a plain file
   with no script, to open in any browser. Written last: a DIR with it is a finished run.
 """
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
+from app.cluster.faces import face_images
 from app.cluster.people import Placed
 
 GROUPS_FILE = "groups.jsonl"
@@ -75,10 +76,12 @@ def photo_link(source: str, photo: str, out: Path) -> str:
 def write_output(out: Path, placed: list[Placed], facts: RunFacts) -> None:
     """Face images, ``groups.jsonl``, then ``index.html``, into ``out``."""
     names = image_names(placed)
-    for p, name in zip(placed, names, strict=True):
-        path = out / name
+    # In the order of the part files, so each is read once, not all held in memory at once.
+    by_part = sorted(range(len(placed)), key=lambda i: placed[i].face.image)
+    for i, image in zip(by_part, face_images([placed[i].face for i in by_part]), strict=True):
+        path = out / names[i]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(p.face.image)
+        path.write_bytes(image)
     with (out / GROUPS_FILE).open("w", encoding="utf-8") as stream:
         for p, name in zip(placed, names, strict=True):
             row = {
@@ -89,7 +92,8 @@ def write_output(out: Path, placed: list[Placed], facts: RunFacts) -> None:
                 "confidence": round(p.face.confidence, 6),
                 "group": p.name if p.kind == "group" else None,
                 "distance": None if p.distance is None else round(p.distance, 6),
-                "quality": p.face.quality,
+                "quality": p.face.grade,
+                "sharpness": round(p.face.sharpness, 1),
                 "ungrouped": p.why,
                 "image": name.as_posix(),
             }
@@ -122,7 +126,7 @@ def page(placed: list[Placed], names: list[PurePosixPath], facts: RunFacts, out:
         elif p.kind == "known":
             titles[folder] = f"{p.name} (known to the model), {folder}/"
         else:
-            titles[folder] = f"not grouped (seen once, or too small), {folder}/"
+            titles[folder] = f"not grouped (seen once, too small or blurred), {folder}/"
         caption = p.face.photo if p.distance is None else f"{p.distance:.2f} · {p.face.photo}"
         sections.setdefault(folder, []).append(
             f'<a href="{html.escape(photo_link(facts.source, p.face.photo, out))}" '

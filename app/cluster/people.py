@@ -2,9 +2,10 @@
 
 Faces the served model names keep its label, as ``classify`` gives it. The other faces of
 good quality are grouped (``app.cluster.grouping``); a group needs ``MIN_GROUP`` faces, and a
-face alone is reported as seen once. Faces of low quality (too small for a reliable name) are
-kept out of the grouping, where they would blur its distances, and join the group nearest to
-them only when they are as close to its centre as the unknown rule demands of a face it names.
+face alone is reported as seen once. Faces too small for a reliable name, or blurred
+(``Face.grade``), are kept out of the grouping, where their embeddings would blur its
+distances, and join the group nearest to them only when they are as close to its centre as
+the unknown rule demands of a face it names.
 
 Groups are numbered largest first, ties by their faces' content, so the same photos give the
 same numbers in any order and under any names.
@@ -55,7 +56,7 @@ def _group_unknown(faces: list[Face], unknown_threshold: float, group_threshold:
         return []
     faces = sorted(faces, key=_content_key)
     embeddings = np.stack([f.embedding for f in faces])
-    good = np.array([f.quality == "good" for f in faces])
+    good = np.array([f.grade == "good" for f in faces])
     labels = np.full(len(faces), -1, np.int64)
     labels[good] = drop_small(group(embeddings[good], group_threshold))
     labels, distances = attach(embeddings, labels, ~good, unknown_threshold)
