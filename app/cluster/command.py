@@ -181,7 +181,7 @@ def format_summary(summary: ClusterSummary, out: Path) -> str:
     resumed = f" ({summary.already_done} found by an earlier run)" if summary.already_done else ""
     return (
         f"{summary.photos} photos{resumed}: {len(summary.placed)} faces; {kinds['group']} in {groups} groups,"
-        f" {kinds['ungrouped']} not grouped, {kinds['known']} of {known} people the model knows;"
+        f" {kinds['ungrouped']} not grouped, {kinds['known']} named ({known} people the model knows);"
         f" {summary.no_face} photos without a face, {summary.errors} unreadable, {summary.skipped} non-image"
         f" files skipped. Open {out / 'index.html'}"
     )
