@@ -13,6 +13,7 @@ from app.api.schemas import (
     BoxOut,
     ClassifyResponse,
     ClassOut,
+    CorrectionRef,
     FaceOut,
     Health,
     ImageSize,
@@ -67,6 +68,9 @@ def to_response(model: Recognizer, result: Recognition) -> ClassifyResponse:
                 confidence=round(f.confidence, 6),
                 probabilities={k: round(v, 6) for k, v in f.probabilities.items()},
                 quality=f.quality,
+                correction=CorrectionRef(verdict=f.correction.verdict, person=f.correction.person)
+                if f.correction
+                else None,
             )
             for f in result.faces
         ],
