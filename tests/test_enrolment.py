@@ -31,9 +31,9 @@ from app.labelled.folders import IMAGE_SUFFIXES
 from app.main import create_app
 from app.model.unknown import l2_normalise
 from enrolment.api import create_enrolment_app
-from enrolment.builder import check_published, seed
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
+from enrolment.versions import check_published, seed
 from tests.conftest import ARTIFACTS, LabelledPhoto, wait_ready
 from tests.fresh_python import run_module
 from tests.images import encode, no_face_image, side_by_side

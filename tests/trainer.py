@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 
 from app.artifact.manifest import LATEST
-from enrolment.builder import check_published
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
+from enrolment.versions import check_published
 from tests.server import running_server
 
 
