@@ -42,11 +42,13 @@ def running_server(
     timeout: float = 120.0,
     wait_for: str = "/readyz",
     module: str = "app",
+    port: int | None = None,
     **env: str,
 ) -> Iterator[ServerURL]:
     """Start ``python -m <module> serve`` on a free loopback port; yield its base URL; stop it.
 
-    ``module`` is ``app`` (the classify service) or ``enrolment`` (the trainer).
+    ``module`` is ``app`` (the classify service) or ``enrolment`` (the trainer); ``port`` is
+    chosen beforehand when another process must know the URL first (default: a free port).
 
     It is yielded once ``wait_for`` answers 200: ``/readyz`` (model loaded) by default,
     ``/livez`` for a server that is expected never to become ready.
@@ -58,7 +60,7 @@ def running_server(
     machine answered recent ones, and a test about something else must not fail because the
     machine is busy; tests of that shedding set it (tests/test_admission.py).
     """
-    port = free_port()
+    port = port or free_port()
     environment = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **NO_WAIT_ESTIMATE, **env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(

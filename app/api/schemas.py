@@ -92,3 +92,10 @@ class Health(BaseModel):
     status: str = Field(examples=["ok"])
     detail: str | None = None
 
+
+class PageSettings(BaseModel):
+    """What the web page needs to know besides the model."""
+
+    trainer_url: str | None = Field(
+        None, description="The trainer the page sends corrections to (TRAINER_URL); null: no corrections"
+    )
