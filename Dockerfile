@@ -74,8 +74,8 @@ RUN cd /opt/venv/lib/python3*/site-packages \
  && find /opt/venv -type f \( -name '*.so' -o -name '*.so.*' \) -exec strip --strip-unneeded {} + \
  && find cv2/data -name 'haarcascade_*.xml' ! -name haarcascade_frontalface_default.xml \
         ! -name haarcascade_eye.xml -delete
-# Serving never imports the training or enrolment packages (tests/test_architecture.py), so
-# only app/ is installed here; the trainer stage below adds both.
+# Serving never imports the training or enrolment packages (import-linter's contracts in
+# pyproject.toml), so only app/ is installed here; the trainer stage below adds both.
 COPY app ./app
 RUN pip install --quiet --no-deps --no-compile . \
  && python -m compileall -q /opt/venv/lib \

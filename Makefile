@@ -16,6 +16,7 @@ run: $(VENV)/.installed-$(RUN_EXTRAS)
 test: $(VENV)/.installed-$(TEST_EXTRAS)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Seconds, not minutes: HTTP behaviour against a small model built in memory (tests/fast).
@@ -26,6 +27,7 @@ lint: $(VENV)/.installed-$(TEST_EXTRAS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.installed-$(TEST_EXTRAS)
 	$(BIN)/ruff check --fix .

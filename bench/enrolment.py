@@ -2,10 +2,11 @@
 
 Run by hand (not in CI):
 
-    PYTHONPATH=. .venv/bin/python bench/enrolment.py       # everything, in a fresh temporary folder
-    PYTHONPATH=. .venv/bin/python bench/enrolment.py --workdir /tmp/enrol --skip-import  # reuse a store
+    .venv/bin/python bench/enrolment.py       # everything, in a fresh temporary folder
+    .venv/bin/python bench/enrolment.py --workdir /tmp/enrol --skip-import  # reuse a store
 
-(``PYTHONPATH=.``: it runs the trainer and kills it with the tests' helpers, tests/trainer.py.)
+(It starts the services and kills the trainer with the helpers the tests use too:
+harness/processes.py and harness/trainer.py.)
 
 1. setup: the 199 shared photos enrolled into an empty store with
    ``python -m enrolment import`` (5 people: the default model's people), timed;
@@ -48,8 +49,8 @@ from enrolment.service import Enrolment
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
 from enrolment.versions import check_published
-from tests.server import running_server
-from tests.trainer import kill_mid_change, trainer_env, wait_built
+from harness.processes import running_server
+from harness.trainer import kill_mid_change, trainer_env, wait_built
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
@@ -216,7 +217,7 @@ def kills(settings: EnrolmentSettings, workdir: Path, rounds: int, classify: str
             f"classify answered {answer.status_code} from {served} (LATEST {latest})"
         )
     env = trainer_env(settings)
-    with running_server(workdir / "recover.log", module="enrolment", **env) as base:
+    with running_server(workdir / "recover.log", "enrolment", env=env) as base:
         build = wait_built(base, settings)
     store = Store(settings.store_dir, settings.max_people)
     after = check_published(settings) + store.check() + [str(p) for p in store.leftovers()]
@@ -250,9 +251,9 @@ def main() -> int:
         fit_times(settings, args.fits)
     env = trainer_env(settings)
     classify_env = {"ARTIFACTS_DIR": str(settings.artifacts_dir), "MODEL_WATCH_INTERVAL_S": "1"}
-    with running_server(workdir / "classify.log", **classify_env) as classify_url:
+    with running_server(workdir / "classify.log", env=classify_env) as classify_url:
         with (
-            running_server(workdir / "trainer.log", module="enrolment", **env) as trainer_url,
+            running_server(workdir / "trainer.log", "enrolment", env=env) as trainer_url,
             httpx.Client(base_url=trainer_url, headers={"X-API-Key": KEY}, timeout=600) as trainer,
         ):
             if args.trials:

@@ -121,7 +121,7 @@ def _write_model(
         "why": "an enrolment build trains on every enrolled photo; no photo is held out",
     }
     pictures = {p.id: path for p in people if (path := store.picture_path(p)) is not None}
-    artifact.save(tmp, pictures, plots=False)  # a plot per change is a second of matplotlib
+    artifact.save(tmp, pictures, plots=False)  # no matplotlib plot per change (docs/enrolment.md)
     if examples.corrections is not None:
         examples.corrections.save(tmp)
     write_report(artifact.manifest, tmp / REPORT)

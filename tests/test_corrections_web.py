@@ -17,11 +17,12 @@ import httpx
 import pytest
 
 from app.config import PROJECT_ROOT
+from harness.processes import free_port
+from harness.trainer import trainer_env
 from tests.conftest import ARTIFACTS, LabelledPhoto
-from tests.server import free_port, running_server
+from tests.server import running_server
 from tests.test_enrolment import AUTH, KEY, trainer_settings
 from tests.test_web import ANSWER_MS, DESKTOP, OUTPUT, classify
-from tests.trainer import trainer_env
 
 pytestmark = pytest.mark.slow
 

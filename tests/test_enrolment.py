@@ -34,11 +34,11 @@ from enrolment.api import create_enrolment_app
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
 from enrolment.versions import check_published, seed
+from harness.trainer import kill_mid_change, trainer_env, wait_built
 from tests.conftest import ARTIFACTS, LabelledPhoto, wait_ready
 from tests.fresh_python import run_module
 from tests.images import encode, no_face_image, side_by_side
 from tests.server import running_server
-from tests.trainer import kill_mid_change, trainer_env, wait_built
 
 pytestmark = pytest.mark.slow
 

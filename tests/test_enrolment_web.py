@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from app.artifact.manifest import load_manifest, resolve_version_dir
+from harness.trainer import trainer_env
 from tests.conftest import LabelledPhoto
 from tests.images import encode, no_face_image
 from tests.server import running_server
 from tests.test_enrolment import AUTH, KEY, trainer_settings
 from tests.test_web import ANSWER_MS, DESKTOP, OUTPUT
-from tests.trainer import trainer_env
 
 pytestmark = pytest.mark.slow
 

@@ -27,8 +27,8 @@ CELL = 64
 def plot_confusion(metrics: dict[str, Any], method: str, path: Path) -> None:
     """The confusion matrix as a PNG, drawn with Pillow.
 
-    Drawn by hand rather than with matplotlib, whose import and figure cost about a second
-    of a retrain that otherwise takes two or three (docs/benchmarks.md, retraining).
+    Drawn by hand rather than with matplotlib, whose import and figure cost a warm retrain
+    a large share of its time (docs/benchmarks.md, "Retraining warm").
     """
     cm = metrics["confusion_matrix"]
     matrix = np.array(cm["matrix"], dtype=int).reshape(len(cm["rows"]), len(cm["columns"]))

@@ -59,7 +59,7 @@ class TrainedArtifact:
         """Write a new version folder; ``pictures`` maps class ids to picture files to carry along.
 
         ``plots=False`` leaves out the open-set plot, which serving never reads: an enrolment
-        build, made for every change, saves the second or so matplotlib takes.
+        build, made for every change, saves matplotlib's import and drawing (docs/enrolment.md).
         """
         version_dir.mkdir(parents=True, exist_ok=False)
         self.model.save(version_dir)

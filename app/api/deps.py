@@ -5,8 +5,8 @@ inference threads) and keeps it on ``app.state``; the functions here are its onl
 readers. A test swaps a part with ``app.dependency_overrides[model_host] = ...``.
 
 They are ``async def`` although none awaits anything: FastAPI runs a plain ``def``
-dependency on its thread pool, and a classify request resolves seven of them, so as
-functions they cost seven thread hand-offs per photo (docs/benchmarks.md, issue 14).
+dependency on its thread pool, so each would cost a classify request a thread hand-off
+(docs/benchmarks.md, issue 14's third session).
 """
 
 from __future__ import annotations

@@ -161,8 +161,8 @@ def share_cores(settings: Settings) -> None:
 
     The service lets one photo's network calls use every core (the quickest single answer);
     a batch keeps ``inference_threads`` photos in flight, and there each call on all cores
-    only fights the others: with two threads per call on 2 cores the local engine spent 105-118
-    ms of CPU per photo, the Ray actors (one thread each, set by Ray) 88 (bench/batch_ray.py).
+    only fights the others, for more CPU per photo than the Ray actors' one thread each
+    (docs/benchmarks.md, "BlazeFace on every core per call"; bench/batch_ray.py).
     ONNX Runtime's sessions read ``OMP_NUM_THREADS`` when they are made
     (app/pipeline/onnx_session.py), so call this before the model loads; a value the user
     set is kept.

@@ -1,6 +1,7 @@
 """``python -m app classify SRC --out DST --engine ray``: the batch command spread over a Ray cluster.
 
-One machine's threads take about 8 core-hours per million photos; Ray Data spreads the
+A large photo store is more than one machine's threads get through in good time
+(docs/scaling.md, "What limits it, and the cost per million photos"); Ray Data spreads the
 same per-photo steps (``app.batch.rows.classify_photo`` and ``app.batch.rows.rows``, so the
 rows are the local engine's) over every core of a cluster:
 
@@ -229,15 +230,14 @@ class PhotoClassifier:
     The actor writes its own part files, rather than a ``Datasink`` after it: Ray Data
     cannot fuse a write into an actor pool's map, so each write was a task of its own.
     Once a node runs more worker processes than it has CPUs (the actors and Ray Data's
-    own do), Ray ends a task worker idle for a second, so writes kept starting new
-    processes, and each one imported this module (OpenCV, ONNX Runtime, the model code)
-    to unpickle the sink: about 2.4 s of CPU a process. Two actors on 2 cores then spent
-    186 ms of CPU per photo, 105 of it classifying, and were no faster than one
-    (docs/scaling.md). Writing here costs milliseconds and starts no process.
+    own do), Ray ends idle task workers, so writes kept starting new processes, and each
+    one imported this module (OpenCV, ONNX Runtime, the model code) to unpickle the sink:
+    two actors were then no faster than one (docs/scaling.md, "Two actors were no faster
+    than one: the cause and the fix"). Writing here starts no process.
 
-    It reads its photos too, for the same reason: read tasks were processes of their own
-    (5 ms of CPU a photo, 6% of the job), and every photo's bytes went through the object
-    store to reach an actor. A batch holds only paths and the sizes the listing saw.
+    It reads its photos too, for the same reason: read tasks were processes of their own,
+    and every photo's bytes went through the object store to reach an actor. A batch holds
+    only paths and the sizes the listing saw.
     """
 
     def __init__(self, settings: Settings, src: Store, dst: Store, fmt: str) -> None:
@@ -339,8 +339,8 @@ def classify_store(src_uri: str, dst_uri: str, settings: Settings, options: RayO
 def join_cluster(address: str | None) -> None:
     """``ray.init``, failing in one line (``JobFailed``) when no cluster answers at ``address``.
 
-    Given a host and port where nothing listens, ``ray.init`` kept retrying for over ten
-    minutes here, deaf to SIGTERM; so the head's port is tried first, with a timeout.
+    Given a host and port where nothing listens, ``ray.init`` keeps retrying, deaf to
+    SIGTERM; so the head's port is tried first, with a timeout.
     """
     host, _, port = (address or "").removeprefix("ray://").rpartition(":")
     if host and port.isdigit():
@@ -358,10 +358,11 @@ def batch_sizes(photos: int, actors: int, most: int, least: int = 1) -> list[int
     """Photos per batch, in order: ``most`` each, then smaller and smaller towards the end.
 
     Each batch is half of what is left per actor, at most ``most`` and at least ``least``
-    (an actor's threads; guided self-scheduling). Equal batches to the end left one actor idle while another
-    finished its last one or two (up to 2.5 s of a 33 s job, measured, docs/scaling.md);
-    with the last batches a few photos each, the actors finish within a photo or two of
-    each other. Only about ``2 * actors * log2(most)`` batches, and part files, are smaller.
+    (an actor's threads; guided self-scheduling). Equal batches to the end left one actor
+    idle while another finished its last one or two (docs/scaling.md, "The end of a job
+    left a core idle"); with the last batches a few photos each, the actors finish within
+    a photo or two of each other. Only about ``2 * actors * log2(most)`` batches, and part
+    files, are smaller.
     """
     sizes, left = [], photos
     while left:

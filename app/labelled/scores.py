@@ -54,7 +54,7 @@ def end_to_end_metrics(answers: list[PhotoAnswer], classes: list[str]) -> dict[s
     share of photos where the labelled person is among the faces' labels, which
     forgives a photo whose largest face is somebody else.
     """
-    # Imported here: scikit-learn takes a second to import, and a training command imports it
+    # Imported here: scikit-learn is slow to import, and a training command imports it
     # in a thread while it reads and detects photos (training.cli); importing this module
     # must not pull it in.
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix

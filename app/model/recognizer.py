@@ -29,9 +29,9 @@ UNKNOWN = "unknown"
 
 Quality = Literal["good", "low"]
 
-#: Faces fewer pixels high than this (in the analysed image) are ``quality="low"``: measured on
-#: the held-out photos scaled down (bench/detection.py --sections accuracy), under 32 px the
-#: right name comes back for at most 35% of faces, the rest mostly "unknown".
+#: Faces fewer pixels high than this (in the analysed image) are ``quality="low"``: below it
+#: fewer than half of the held-out faces, scaled down, get their name back, the rest mostly
+#: "unknown" (docs/benchmarks.md, "Names by face height"; bench/detection.py --sections accuracy).
 LOW_QUALITY_HEIGHT = 32
 
 log = logging.getLogger("app.model")

@@ -54,7 +54,7 @@ class UnknownRule:
         if self.labels is not None and self.labels.shape != (len(self.references),):
             raise ValueError(f"{len(self.references)} references but {self.labels.shape} labels")
         # What nearest_distance would normalise on every call (bit for bit the same), done once:
-        # 159 x 512 rows cost the served model about as much as classifying one face.
+        # Once per model, not once per face: the references are many rows of 512.
         self._unit_references = l2_normalise(self.references)
         self.reference_thresholds = (
             None if reference_thresholds is None else np.asarray(reference_thresholds, np.float32)

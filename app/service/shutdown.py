@@ -28,10 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from app.api.admission import Admission
+from typing import Protocol
 
 log = logging.getLogger("app.shutdown")  # the name its log lines have always carried
 
@@ -42,8 +39,24 @@ EXIT_STATUS = 1  # not a clean exit: work was still running
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class Drainable(Protocol):
+    """What the drain needs of the gate in front of the inference threads (``app.api.admission.Admission``).
+
+    A protocol, so that this module, below the HTTP layer, does not import it.
+    """
+
+    @property
+    def draining(self) -> bool: ...
+
+    def begin_draining(self) -> None:
+        """Shed every new photo; those admitted still get their answer."""
+
+    def stop_all(self) -> None:
+        """Answer every admitted photo 503 now and stop running work."""
+
+
 @contextmanager
-def drain_on_termination(admission: Admission, grace_s: float) -> Iterator[None]:
+def drain_on_termination(admission: Drainable, grace_s: float) -> Iterator[None]:
     """While inside, SIGTERM or SIGINT starts the drain above, then reaches the previous handler."""
     loop = asyncio.get_running_loop()
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 
-from app.artifact.manifest import LATEST
+from app.artifact.file_names import LATEST
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
 from enrolment.versions import check_published
-from tests.server import running_server
+from harness.processes import running_server
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def kill_mid_change(
     store = Store(settings.store_dir, settings.max_people)
     revision, latest = store.revision(), _latest(settings)
     key = {"X-API-Key": settings.api_key.get_secret_value()} if settings.api_key else {}
-    with running_server(log, module="enrolment", **trainer_env(settings)) as base:
+    with running_server(log, "enrolment", env=trainer_env(settings)) as base:
         client = httpx.Client(base_url=base, headers=key, timeout=300)
         assert client.post("/v1/people", data={"id": person, "name": person}).status_code == 201
 
