@@ -2,10 +2,10 @@
 
 Run by hand (not in CI), with the shared photos beside the repository:
 
-    PYTHONPATH=. .venv/bin/python bench/corrections.py                 # everything
-    PYTHONPATH=. .venv/bin/python bench/corrections.py --trials 10 --erasures 5
+    .venv/bin/python bench/corrections.py                 # everything
+    .venv/bin/python bench/corrections.py --trials 10 --erasures 5
 
-(``PYTHONPATH=.``: it starts the services with the tests' launcher, tests/server.py.)
+(It starts the services with the launcher the tests use too, harness/processes.py.)
 
 What ``docker compose up`` runs, as processes (no docker engine here): a trainer with
 ``ENROL_SEED_DIR`` set to the committed ``artifacts/`` and an empty models folder, and two
@@ -46,7 +46,7 @@ from PIL import Image
 
 from app.artifact.manifest import load_manifest, resolve_version_dir
 from app.pipeline.numerics import cpu_summary
-from tests.server import running_server
+from harness.processes import answers, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 HOBBITS = ROOT.parent / "shared" / "data" / "hobbits"
@@ -91,11 +91,11 @@ def deployment(root: Path, watch: str, seed: bool) -> Iterator[tuple[httpx.Clien
     replica_env = {"ARTIFACTS_DIR": str(root / "artifacts"), "MODEL_WATCH_INTERVAL_S": watch}
     with ExitStack() as stack:
         trainer_url = stack.enter_context(
-            running_server(root / "trainer.log", module="enrolment", **trainer_env(root, **extra))
+            running_server(root / "trainer.log", "enrolment", env=trainer_env(root, **extra))
         )
-        wait = "/readyz" if seed else "/livez"  # with no model yet, a replica is live, not ready
+        ready = answers("/readyz" if seed else "/livez")  # with no model yet, a replica is live, not ready
         replicas = [
-            stack.enter_context(running_server(root / f"replica-{n}.log", wait_for=wait, **replica_env))
+            stack.enter_context(running_server(root / f"replica-{n}.log", env=replica_env, ready=ready))
             for n in (1, 2)
         ]
         trainer = stack.enter_context(httpx.Client(base_url=trainer_url, headers=AUTH, timeout=600))

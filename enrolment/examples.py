@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.artifact.manifest import StageSpec
 from app.labelled.folders import Photo, Skipped
 from app.model.corrections import Corrections
+from app.pipeline.detect import FaceDetector
+from app.pipeline.features import FeatureExtractor
 from enrolment.intake import SAME_FACE_IOU, Intake
 from enrolment.records import NegativeRecord, Person, PhotoRecord, Snapshot
 from enrolment.store import Store
@@ -65,13 +68,27 @@ def stale_reason(people: list[Person], intake: Intake) -> str | None:
     seeded = stale[0].seeded
     assert seeded is not None
     names = ", ".join(p.id for p in stale)
+    made = [
+        _difference(what, spec, stage)
+        for what, spec, stage in (
+            ("embedding", seeded.features, intake.extractor),
+            ("detector", seeded.detector, intake.detector),
+        )
+        if not spec.names(stage.name, stage.params)
+    ]
     return (
-        f"cannot build: {names} came from version {seeded.version} as reference embeddings made by "
-        f"{seeded.features.name} on {seeded.detector.name} faces, and the trainer now uses "
-        f"{intake.extractor.name} on {intake.detector.name} faces; without photos they cannot be "
-        "re-embedded: add photos of them and drop their references (DELETE /v1/people/{id}/seeded), "
-        "or delete them"
+        f"cannot build: {names} came from version {seeded.version} as reference embeddings made with "
+        f"another {' and '.join(made)}; without photos they cannot be re-embedded: add photos of them "
+        "and drop their references (DELETE /v1/people/{id}/seeded), or delete them"
     )
+
+
+def _difference(what: str, spec: StageSpec, stage: FaceDetector | FeatureExtractor) -> str:
+    """``embedding (facenet {'margin': 0.3}; the trainer's: facenet {'margin': 0.2})``: names, and
+    the parameters too when the names are the same."""
+    if spec.name != stage.name:
+        return f"{what} ({spec.name}; the trainer's: {stage.name})"
+    return f"{what} ({spec.name} {spec.params}; the trainer's: {stage.name} {stage.params})"
 
 
 def gather(snapshot: Snapshot, store: Store, intake: Intake) -> Examples:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -27,8 +28,8 @@ from enrolment.adoption import LABELLED_BY_CLASSIFIER, LABELLED_BY_FILE, adopted
 from enrolment.api import create_enrolment_app
 from enrolment.settings import EnrolmentSettings
 from tests.conftest import ARTIFACTS, LabelledPhoto, wait_ready
-from tests.server import running_server
-from tests.test_enrolment import AUTH, create, files, trainer_settings, wait_for_version
+from tests.server import NO_WAIT_ESTIMATE, running_server
+from tests.test_enrolment import AUTH, create, files, files_holding, trainer_settings, wait_for_version
 from training.split import plan_evaluation
 
 pytestmark = pytest.mark.slow
@@ -84,7 +85,12 @@ def seeded(workdir: Path, seed_root: Path) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def classify(workdir: Path, seeded: TestClient) -> Iterator[TestClient]:
-    settings = Settings(_env_file=None, artifacts_dir=workdir / "artifacts", model_watch_interval_s=0.2)
+    settings = Settings(
+        _env_file=None,
+        artifacts_dir=workdir / "artifacts",
+        model_watch_interval_s=0.2,
+        max_queue_wait_s=float(NO_WAIT_ESTIMATE["MAX_QUEUE_WAIT_S"]),  # 16 photos at once, on a busy machine
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         wait_ready(client)
         yield client
@@ -203,6 +209,11 @@ def test_not_p_stops_p_for_that_face_and_another_photo_of_the_same_person(
     still = [largest(answer(classify, other))["label"] for other, _ in others]
     assert still.count(p) < len(others), f"every other photo of {stranger} is still {p}"
     assert largest(answer(classify, photos[p][-1]))["label"] == p
+    # The served corrections are read by every inference thread at once: the same answers.
+    queries = [photo, photos[p][-1]] * 8
+    with ThreadPoolExecutor(8) as pool:
+        labels = list(pool.map(lambda q: largest(answer(classify, q))["label"], queries))
+    assert labels == ["unknown", p] * 8
     manifest = load_manifest(workdir / "artifacts" / "svm" / version)
     assert CORRECTIONS in manifest.files and manifest.dataset["corrections"]["is_not"] == 1
     (negative,) = seeded.get(f"/v1/people/{p}").json()["negatives"]
@@ -305,6 +316,24 @@ def test_a_build_refuses_adopted_embeddings_made_by_other_stages(
         assert listed["blocked"] is None
         manifest = load_manifest(settings.artifacts_dir / "svm" / listed["version"])
         assert manifest.class_ids == [KNOWN[0]] and manifest.dataset["adopted_references"] == 0
+
+
+def test_erasing_an_adopted_person_leaves_no_embedding_of_them(tmp_path: Path, seed_root: Path) -> None:
+    """The reference embeddings a person was adopted with are in the store (SQLite) and in the
+    seeded version; after the erasure, in no file under the store or the artifacts."""
+    version_dir = resolve_version_dir(seed_root, "svm")
+    references = np.load(version_dir / "references.npy")
+    labels = np.load(version_dir / REFERENCE_LABELS)
+    person = KNOWN[0]
+    patterns = [row.tobytes() for row in references[labels == person].astype(np.float32)]
+    with trainer(trainer_settings(tmp_path, seed_dir=seed_root)) as client:
+        wait_ready(client)
+        held = files_holding(tmp_path, patterns)
+        assert "store/people.sqlite3" in held and f"artifacts/svm/{version_dir.name}/references.npy" in held
+        erased = client.delete(f"/v1/people/{person}")
+        assert erased.status_code == 200, erased.text
+        assert files_holding(tmp_path, patterns) == []
+        assert person not in [p["id"] for p in client.get("/v1/people").json()["people"]]
 
 
 def test_erasing_the_last_person_reaches_every_replica(tmp_path: Path, photos: dict[str, list[Path]]) -> None:

@@ -99,5 +99,20 @@ def test_a_face_is_corrected_from_the_page(
     page.mouse.move(0, 0)
     target = PROJECT_ROOT / "docs" / "corrections.png"
     page.screenshot(path=str(target), full_page=True)
+
+    people_page_says_where_examples_came_from(page, trainer, photo.label)
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def people_page_says_where_examples_came_from(page, trainer: str, corrected: str) -> None:
+    """The trainer's people page after the two corrections: adopted, corrected, created."""
+    page.goto(trainer + "/people")
+    page.fill("#api-key", KEY)
+    page.click("#key-form button")
+    page.wait_for_selector("#model-line:has-text('6 people')")
+    row = page.locator(f"tr[data-person='{corrected}']").inner_text()
+    assert "1 faces marked not them" in row and "embeddings adopted from" in row
+    assert "cannot be re-embedded" in row
+    assert "1 from corrections" in page.locator("tr[data-person='page_person']").inner_text()
+    assert page.locator("#blocked").is_hidden()
