@@ -83,6 +83,11 @@ def _build(response: Response, revision: int, result: BuildResult | None) -> Bui
     return build
 
 
+async def _after(service: Enrolment, response: Response, revision: int) -> BuildOut:
+    """The build of a change that made ``revision``, waited for up to ``ENROL_WAIT_S``."""
+    return _build(response, revision, await run_in_threadpool(service.built, revision))
+
+
 def _answer(response: Response, change: Change) -> BuildOut | None:
     """The build of a change that may have changed nothing (None then)."""
     return None if change.revision is None else _build(response, change.revision, change.build)
@@ -177,7 +182,7 @@ async def bulk(
 )
 async def delete_photo(service: Service, response: Response, person_id: str, photo_id: str) -> Changed:
     revision = await run_in_threadpool(service.store.delete_photo, person_id, photo_id)
-    return Changed(build=_build(response, revision, await run_in_threadpool(service.built, revision)))
+    return Changed(build=await _after(service, response, revision))
 
 
 @router.delete(
@@ -188,8 +193,7 @@ async def delete_photo(service: Service, response: Response, person_id: str, pho
 )
 async def delete_person(service: Service, response: Response, person_id: str) -> Erased:
     revision, photos = await run_in_threadpool(service.store.delete_person, person_id)
-    build = _build(response, revision, await run_in_threadpool(service.built, revision))
-    return Erased(person_id=person_id, photos=photos, build=build)
+    return Erased(person_id=person_id, photos=photos, build=await _after(service, response, revision))
 
 
 @router.delete(
@@ -200,7 +204,7 @@ async def delete_person(service: Service, response: Response, person_id: str) ->
 )
 async def drop_seeded(service: Service, response: Response, person_id: str) -> Changed:
     revision = await run_in_threadpool(service.store.drop_seeded, person_id)
-    return Changed(build=_build(response, revision, await run_in_threadpool(service.built, revision)))
+    return Changed(build=await _after(service, response, revision))
 
 
 @router.post(
@@ -236,7 +240,7 @@ async def correct(
     record, created, revision = await run_in_threadpool(
         service.correct, file.filename or "photo", data, request
     )
-    build = _build(response, revision, await run_in_threadpool(service.built, revision))
+    build = await _after(service, response, revision)
     return Corrected(correction=CorrectionOut.of(record), person_created=created, build=build)
 
 
@@ -248,8 +252,7 @@ async def correct(
 )
 async def undo_correction(service: Service, response: Response, correction_id: str) -> Undone:
     record, revision = await run_in_threadpool(service.store.undo_correction, correction_id)
-    build = _build(response, revision, await run_in_threadpool(service.built, revision))
-    return Undone(correction=CorrectionOut.of(record), build=build)
+    return Undone(correction=CorrectionOut.of(record), build=await _after(service, response, revision))
 
 
 @router.get("/builds/{revision}", response_model=BuildOut, responses=problem_responses(404))

@@ -68,14 +68,22 @@ class FaceRef:
 
 
 @dataclass(frozen=True)
-class PhotoRecord:
+class StoredPhoto:
+    """A photo file the store keeps (``photos/<id>``), and whose it is."""
+
     id: str
     person_id: str
     sha256: str
     filename: str
     faces: int
     created: str
-    #: Set for a photo added by a correction ("this face is this person"): which face it is.
+
+
+@dataclass(frozen=True)
+class PhotoRecord(StoredPhoto):
+    """One of a person's photos: uploaded, or added by a correction ("this face is this person")."""
+
+    #: Set for a photo added by a correction: which face it is.
     correction: FaceRef | None = None
 
     @property
@@ -84,15 +92,9 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
-class NegativeRecord:
+class NegativeRecord(StoredPhoto):
     """A face a user said is not ``person_id``: kept as a "not this person" example."""
 
-    id: str
-    person_id: str
-    sha256: str
-    filename: str
-    faces: int
-    created: str
     correction: FaceRef
 
 

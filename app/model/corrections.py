@@ -125,6 +125,5 @@ class Corrections:
         against = ~self._is & (self.people == label)
         if not against.any():
             return False
-        return bool(
-            to_corrected[against].min() <= (to_own_training.min() if to_own_training.size else np.inf)
-        )
+        nearest_own = to_own_training.min() if to_own_training.size else np.inf
+        return bool(to_corrected[against].min() <= nearest_own + TIE)
