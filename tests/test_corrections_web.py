@@ -112,7 +112,7 @@ def people_page_says_where_examples_came_from(page, trainer: str, corrected: str
     page.click("#key-form button")
     page.wait_for_selector("#model-line:has-text('6 people')")
     row = page.locator(f"tr[data-person='{corrected}']").inner_text()
-    assert "1 faces marked not them" in row and "embeddings adopted from" in row
+    assert "1 face marked not them" in row and "embeddings adopted from" in row
     assert "cannot be re-embedded" in row
-    assert "1 from corrections" in page.locator("tr[data-person='page_person']").inner_text()
+    assert "1 from a correction" in page.locator("tr[data-person='page_person']").inner_text()
     assert page.locator("#blocked").is_hidden()

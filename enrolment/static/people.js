@@ -72,9 +72,10 @@ async function refresh() {
 // Where a person's examples came from, beside their photo count, and what to know about them.
 function examples(person) {
   const parts = [];
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
   const corrected = person.photos.filter((p) => p.source === "correction").length;
-  if (corrected) parts.push(`${corrected} from corrections`);
-  if (person.negatives.length) parts.push(`${person.negatives.length} faces marked not them`);
+  if (corrected) parts.push(plural(corrected, "from a correction", "from corrections"));
+  if (person.negatives.length) parts.push(plural(person.negatives.length, "face marked not them", "faces marked not them"));
   if (person.seeded) parts.push(`${person.seeded.references} embeddings adopted from ${person.seeded.version}`);
   const nodes = parts.length ? [document.createTextNode(` (${parts.join("; ")})`)] : [];
   if (person.note) {
