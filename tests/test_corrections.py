@@ -27,6 +27,7 @@ from app.main import create_app
 from enrolment.adoption import LABELLED_BY_CLASSIFIER, LABELLED_BY_FILE, adopted_people
 from enrolment.api import create_enrolment_app
 from enrolment.settings import EnrolmentSettings
+from enrolment.store import Store
 from tests.conftest import ARTIFACTS, LabelledPhoto, wait_ready
 from tests.server import NO_WAIT_ESTIMATE, running_server
 from tests.test_enrolment import AUTH, create, files, files_holding, trainer_settings, wait_for_version
@@ -364,3 +365,27 @@ def test_erasing_the_last_person_reaches_every_replica(tmp_path: Path, photos: d
                 assert (face["label"], face["probabilities"]) == ("unknown", {})
                 assert replica.get("/readyz").status_code == 200
     assert sorted(p.name for p in (settings.artifacts_dir / "svm").iterdir()) == [nobody, LATEST]
+
+
+def test_a_store_from_before_corrections_opens_and_takes_them(tmp_path: Path) -> None:
+    """A store written by the previous release (photos without the correction columns) gains them."""
+    (tmp_path / "photos").mkdir()
+    with sqlite3.connect(tmp_path / "people.sqlite3") as db:
+        db.executescript(
+            """
+            CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT NOT NULL, character TEXT, picture TEXT,
+                                 created TEXT NOT NULL);
+            CREATE TABLE photos (id TEXT PRIMARY KEY,
+                                 person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+                                 sha256 TEXT NOT NULL, filename TEXT NOT NULL, faces INTEGER NOT NULL,
+                                 created TEXT NOT NULL, UNIQUE (person_id, sha256));
+            INSERT INTO people VALUES ('old', 'Old', NULL, NULL, '2026-11-24T05:51:35+00:00');
+            INSERT INTO photos VALUES ('p1', 'old', 'abc', 'a.jpg', 1, '2026-11-24T05:51:36+00:00');
+            """
+        )
+    (tmp_path / "photos" / "p1").write_bytes(b"not checked here")
+    store = Store(tmp_path, max_people=10)
+    (person,) = store.people()
+    assert [(p.id, p.source, p.correction) for p in person.photos] == [("p1", "upload", None)]
+    assert person.negatives == [] and person.seeded is None and store.adoption() is None
+    assert Store(tmp_path, max_people=10).id == store.id  # one id for the store, kept
