@@ -6,8 +6,10 @@ Run by hand (a short version of each load runs in CI: tests/test_load.py):
     .venv/bin/python bench/load.py burst             # 250 clients at once, a four-face photo each
     .venv/bin/python bench/load.py both --rounds 3   # both loads, three times
     .venv/bin/python bench/load.py both --rounds 3 \\
-        --variant "ort1: ONNX_THREADS=1" --variant "ort2: ONNX_THREADS=2"   # settings side by side
+        --variant "wait1: MAX_QUEUE_WAIT_S=1" --variant "wait1.5: MAX_QUEUE_WAIT_S=1.5"   # side by side
     .venv/bin/python bench/load.py steady --url http://127.0.0.1:8000      # a server already running
+    .venv/bin/python bench/load.py both --url http://127.0.0.1:8001 --url http://127.0.0.1:8002
+                                                    # two running servers (before, after), alternated
 
 **steady**: ``--clients`` clients each post ``--photos-per-client`` photos one after another,
 each on its own keep-alive connection. The photos are the shared photos (``--photos``, every
@@ -25,14 +27,16 @@ slowest answer, the server's own view from ``/metrics``, the load average at the
 and, for a server the script can see, its resident memory and CPU time per request.
 
 Variants: each ``--variant "NAME: KEY=VALUE ..."`` is a server of its own, started with those
-settings in its environment. All are started first; then each round runs every variant in
-turn (A B A B ...), so that on a shared machine they meet the same load. The targets of
-docs/load.md are checked for each round; ``--json FILE`` writes everything. Only loopback
-addresses are accepted. The exit status is 1 when any round had an error (as defined above).
+settings in its environment (or each ``--url`` a server already running). All are started
+first; then each round runs every variant in turn (A B A B ...), so that on a shared machine
+they meet the same load. Any setting works, ``OMP_NUM_THREADS`` (ONNX Runtime's threads per
+call) included. The targets of docs/load.md are checked for each round; ``--json FILE``
+writes everything. Only loopback addresses are accepted. The exit status is 1 when any
+round had an error (as defined above).
 
-The client is HTTP/1.1 written with h11 over asyncio streams: it shares the two cores with
-the server, and httpx spent 11.6 ms of CPU per upload in a 250-client burst (docs/load.md),
-several times what the server spent shedding it.
+The client is HTTP/1.1 written with h11 over asyncio streams: it shares the cores with the
+server it measures, and httpx cost it several times more CPU per upload than the server spent
+shedding one (docs/load.md).
 """
 
 from __future__ import annotations
@@ -173,12 +177,13 @@ class Variant:
 
 def parse_variant(text: str) -> Variant:
     """``"NAME: KEY=VALUE KEY=VALUE"`` (or ``"KEY=VALUE ..."``, named by its settings)."""
-    name, _, settings = text.rpartition(":") if ":" in text else ("", "", text)
+    head, colon, tail = text.partition(":")
+    name, settings = (head.strip(), tail) if colon and "=" not in head else ("", text)
     pairs = shlex.split(settings)
     if not all("=" in p and p.split("=", 1)[0].isidentifier() for p in pairs):
         raise argparse.ArgumentTypeError(f"{text!r}: expected 'NAME: KEY=VALUE ...'")
     env = dict(p.split("=", 1) for p in pairs)
-    return Variant(name.strip() or " ".join(pairs) or "defaults", env)
+    return Variant(name or " ".join(pairs) or "defaults", env)
 
 
 def free_port() -> int:
@@ -638,7 +643,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=["steady", "burst", "both"], help="which load (see above)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--url", help="a running server on this machine (loopback only)")
+    target.add_argument(
+        "--url", action="append", help="a running server on this machine, loopback only (repeatable)"
+    )
     target.add_argument(
         "--variant",
         action="append",
@@ -662,7 +669,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("keep it bounded: --photos-per-client 1..1000, --rounds 1..20")
     if not 1 <= args.faces <= 4:
         parser.error("--faces takes 1..4 (a face per person, each large enough to be found)")
-    if args.url and urlparse(args.url).hostname not in LOOPBACK:
+    if any(urlparse(url).hostname not in LOOPBACK for url in args.url or []):
         parser.error("--url must be a loopback address (127.0.0.1, localhost, ::1)")
     if args.photo is not None and not args.photo.is_file():
         parser.error(f"--photo {args.photo}: no such file")
@@ -680,7 +687,10 @@ def main(argv: list[str] | None = None) -> int:
     elif "steady" in scenarios:
         steady = mixed_photos(args.photos)
     loads = Loads(steady, faces_photo(args.faces) if "burst" in scenarios else None)
-    variants = [Variant("running", url=args.url)] if args.url else args.variant or [Variant("defaults")]
+    if args.url:
+        variants = [Variant(url, url=url) for url in args.url]
+    else:
+        variants = args.variant or [Variant("defaults")]
     results = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         targets = []

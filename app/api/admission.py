@@ -89,7 +89,7 @@ class Place:
 class Admission:
     """The gate in front of one worker's inference threads. Used from the event loop only."""
 
-    def __init__(self, threads: int, max_queue: int, metrics: Metrics, max_wait_s: float = 0.5) -> None:
+    def __init__(self, threads: int, max_queue: int, metrics: Metrics, max_wait_s: float) -> None:
         self.threads = threads
         self.capacity = threads + max_queue
         self.max_wait_s = max_wait_s

@@ -1,10 +1,9 @@
 """How long a photo will hold an inference thread, judged from its upload's size before it is read.
 
 A photo's cost grows with its size: decoding and the detector's search scale with its pixels,
-and large uploads are large photos. On the shared photos the time per photo rises about
-fourfold from the smallest size class to the largest, so one average for every photo misjudges
-most of them (docs/load.md: how the estimates compare). Each size class (a power of two of
-bytes) keeps a moving average of what its recent photos took; a photo is judged by its own
+and large uploads are large photos, so one average for every photo misjudges most of them
+(docs/load.md compares the estimates on the shared photos). Each size class (a power of two
+of bytes) keeps a moving average of what its recent photos took; a photo is judged by its own
 class, or by the nearest class that has been seen.
 """
 
