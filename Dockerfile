@@ -74,8 +74,8 @@ RUN cd /opt/venv/lib/python3*/site-packages \
  && find /opt/venv -type f \( -name '*.so' -o -name '*.so.*' \) -exec strip --strip-unneeded {} + \
  && find cv2/data -name 'haarcascade_*.xml' ! -name haarcascade_frontalface_default.xml \
         ! -name haarcascade_eye.xml -delete
-# Serving never imports the training package (tests/test_architecture.py), so only app/ is
-# installed here; the trainer stage below adds training/.
+# Serving never imports the training or enrolment packages (import-linter's contracts in
+# pyproject.toml), so only app/ is installed here; the trainer stage below adds both.
 COPY app ./app
 RUN pip install --quiet --no-deps --no-compile . \
  && python -m compileall -q /opt/venv/lib \
@@ -116,7 +116,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=4)"]
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0"]
 
-# ---- trainer: the api plus the training package, for docker-compose.yml's trainer ----------
+# ---- trainer: the api plus the training and enrolment packages, for docker-compose.yml ------
 # Built on the api image, so the two share every layer but these last ones (about 80 MB:
 # matplotlib and its dependencies): a venv of its own would double the disk a build takes
 # (2 GB more for cnn). pip itself left the api image; it runs here from the wheel Debian's
@@ -126,6 +126,7 @@ USER root
 COPY --from=builder /usr/share/python-wheels /tmp/build/wheels
 COPY constraints.txt /tmp/build/
 COPY training /tmp/build/training
+COPY enrolment /tmp/build/enrolment
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_TRUSTED_HOST
@@ -138,7 +139,7 @@ RUN python -c 'from importlib.metadata import requires; print("\n".join(r.split(
         --disable-pip-version-check --cert /etc/ssl/certs/ca-certificates.crt \
         -c /tmp/build/constraints.txt -r /tmp/build/train.txt \
  && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
- && cp -r /tmp/build/training "$site/training" \
+ && cp -r /tmp/build/training /tmp/build/enrolment "$site/" \
  && python -m compileall -q "$site" \
  && rm -rf /tmp/build
 USER app

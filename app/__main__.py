@@ -10,10 +10,11 @@ import math
 import uvicorn
 from pydantic import ValidationError
 
-from app.command_line import OneLineParser, port, positive
+from app.batch.options import RayOptions, add_engine_arguments
+from app.command_line import OneLineParser, port
 from app.config import Settings, describe_invalid, get_settings
-from app.logging_config import log_config
-from app.shutdown import FORCE_BY
+from app.service.logging_config import log_config
+from app.service.shutdown import FORCE_BY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,26 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     classify = commands.add_parser("classify", help="classify every image under a folder into a file")
     classify.add_argument("dir", help="folder of images, searched recursively (a URI with --engine ray)")
     classify.add_argument("--out", required=True, help="results.jsonl or results.csv (ray: also .parquet)")
-    classify.add_argument("--engine", choices=["local", "ray"], default="local", help="threads here, or Ray")
-    ray_options = classify.add_argument_group("--engine ray (see docs/scaling.md)")
-    ray_options.add_argument("--ray-address", dest="address", help="cluster to join (default: start one)")
-    ray_options.add_argument("--actors", type=positive, help="model actors (default: one per CPU)")
-    ray_options.add_argument("--threads-per-actor", type=positive, default=1, help="photos at once per actor")
-    ray_options.add_argument(
-        "--batch-size", type=positive, default=16, help="most photos per batch and part file"
-    )
+    add_engine_arguments(classify)
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
     except ValidationError as error:
         parser.exit(2, f"error: {describe_invalid(error, Settings)}\n")
     if args.command == "classify":
-        # Imported here: serving never needs the batch module.
-        from app import batch
+        # Imported here: serving never needs the engines.
+        from app.batch import command
 
-        engine_options = {"address": args.address, "actors": args.actors}
-        engine_options |= {"threads_per_actor": args.threads_per_actor, "batch_size": args.batch_size}
-        return batch.main(args.dir, args.out, settings, args.engine, **engine_options)
+        return command.main(args.dir, args.out, settings, args.engine, RayOptions.from_arguments(args))
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -52,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port or settings.port,
         workers=settings.workers,
         log_config=log_config(settings.log_level),
-        # A backstop after the app's own deadline (app/shutdown.py), for clients still uploading.
+        # A backstop after the app's own deadline (app/service/shutdown.py), for clients still uploading.
         timeout_graceful_shutdown=math.ceil(FORCE_BY * settings.shutdown_grace_s),
     )
     return 0

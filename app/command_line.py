@@ -1,4 +1,4 @@
-"""What the three command lines (``python -m app``, ``training``, ``training.enrolment``) share.
+"""What the three command lines (``python -m app``, ``training``, ``enrolment``) share.
 
 Bad input to a command is one line on stderr and exit status 2, never a usage dump or a
 traceback: argparse's own errors go through ``OneLineParser``, and the argument types

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.pipeline.decode import DEFAULT_MAX_PIXELS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,7 +42,7 @@ class Settings(BaseSettings):
     )
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted image file")
-    max_pixels: int = Field(40_000_000, gt=0, description="Largest accepted width x height")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest accepted width x height")
     max_faces: int = Field(20, gt=0, description="Classify at most this many faces (the largest) per photo")
     request_timeout_s: float = Field(30.0, gt=0, description="Give up on one photo after this long")
     inference_threads: int = Field(2, gt=0, description="Photos processed at once by one worker")

@@ -18,18 +18,19 @@ from app.api.admin import router as admin_router
 from app.api.admission import Admission, install_admission
 from app.api.body_limit import BodySizeLimit
 from app.api.problems import document_problems, install_problem_handlers
-from app.api.routes import router
+from app.api.routes import CLASSIFY_PATH, router
 from app.api.security import document_api_key, require_api_key
+from app.api.seed_compat import SEED_CLASSIFY_PATH
 from app.api.seed_compat import router as seed_router
 from app.api.telemetry import RequestTelemetry
 from app.api.web import install_web
 from app.config import Settings, get_settings
-from app.metrics import Metrics
-from app.model_host import ModelHost
-from app.shutdown import drain_on_termination
+from app.model.host import ModelHost
+from app.service.metrics import Metrics
+from app.service.shutdown import drain_on_termination
 
 #: The routes that run a photo through the model, and so pass admission control.
-CLASSIFY_PATHS = ("/v1/classify", "/classify_image")
+CLASSIFY_PATHS = (CLASSIFY_PATH, SEED_CLASSIFY_PATH)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -19,10 +19,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from app.artifacts import load_manifest, resolve_version_dir
-from app.dataset import Photo, scan
-from app.evaluation import answer_photos, end_to_end_metrics
-from app.recognizer import UNKNOWN, Recognizer
+from app.artifact.manifest import load_manifest, resolve_version_dir
+from app.labelled.folders import Photo, scan
+from app.labelled.scores import answer_photos, end_to_end_metrics
+from app.model.recognizer import UNKNOWN, Recognizer
 from training.split import plan_evaluation
 from training.train import TrainConfig, train
 

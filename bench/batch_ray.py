@@ -48,9 +48,11 @@ import cv2
 import ray
 import ray.data
 
-from app import batch, batch_ray
+from app.batch import local, ray_engine
+from app.batch.options import RayOptions
+from app.batch.rows import is_image
 from app.config import PROJECT_ROOT, Settings
-from app.model_host import load_recognizer
+from app.model.host import load_recognizer
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "hobbits"
 #: (actors, threads per actor) tried on the Ray engine by default.
@@ -132,7 +134,7 @@ class CpuAccount:
 
 def make_folder(data: Path, n: int, root: Path) -> Path:
     """``n`` photos copied round-robin from ``data`` (class folders kept, names made unique)."""
-    sources = sorted(p for p in data.rglob("*") if p.is_file() and batch.is_image(p))
+    sources = sorted(p for p in data.rglob("*") if p.is_file() and is_image(p))
     folder = root / "photos"
     for index in range(n):
         source = sources[index % len(sources)]
@@ -169,10 +171,8 @@ def profile(folder: Path, settings: Settings, sample: int) -> None:
         start = time.perf_counter()
         data = path.read_bytes()
         read = time.perf_counter()
-        photo = recognizer.decode(data, settings.max_pixels)
-        decoded = time.perf_counter()
-        result = recognizer.recognize_photo(photo)
-        for name, seconds in {"read": read - start, "decode": decoded - read, **result.timings}.items():
+        result = recognizer.recognize_bytes(data, settings.max_pixels)
+        for name, seconds in {"read": read - start, **result.timings}.items():
             stages.setdefault(name, []).append(seconds)
     total = sum(sum(v) for v in stages.values()) / sample
     print(f"\nstages on one thread, mean over {sample} photos ({total * 1000:.0f} ms per photo):\n")
@@ -236,7 +236,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     settings = Settings(_env_file=None, classifier_backend=args.backend)
-    batch.share_cores(settings)  # as `python -m app classify` does for the local engine
+    local.share_cores(settings)  # as `python -m app classify` does for the local engine
     n = args.photos
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
@@ -255,15 +255,15 @@ def main() -> int:
         )
         layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",")]
 
-        def local(out: Path) -> object:
-            return batch.classify_folder(folder, out.with_suffix(".jsonl"), settings)
+        def on_local(out: Path) -> object:
+            return local.classify_folder(folder, out.with_suffix(".jsonl"), settings)
 
-        def on_ray(options: batch_ray.RayOptions, out: Path) -> object:
-            return batch_ray.classify_store(str(folder), str(out.with_suffix(".parquet")), settings, options)
+        def on_ray(options: RayOptions, out: Path) -> object:
+            return ray_engine.classify_store(str(folder), str(out.with_suffix(".parquet")), settings, options)
 
-        runs: dict[str, Callable[[Path], object]] = {"local engine": local}
+        runs: dict[str, Callable[[Path], object]] = {"local engine": on_local}
         for actors, threads in layouts:
-            options = batch_ray.RayOptions(actors=actors, threads_per_actor=threads)
+            options = RayOptions(actors=actors, threads_per_actor=threads)
             runs[f"ray, {actors} actor(s) x {threads} thread(s)"] = functools.partial(on_ray, options)
         # The first load's imports are this process's, once: not a round's.
         load_recognizer(settings)

@@ -45,11 +45,11 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from app.artifacts import load_manifest, resolve_version_dir
+from app.artifact.manifest import load_manifest, resolve_version_dir
+from app.model.recognizer import UNKNOWN, Recognizer
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
 from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
-from app.recognizer import UNKNOWN, Recognizer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
@@ -453,7 +453,7 @@ def section_accuracy(
             )
             canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
             truth = box.scaled(scale).moved(x, y)
-            result = recognizer.recognize(jpeg_round_trip(canvas, 90), thorough=thorough)
+            result = recognizer.recognize_rgb(jpeg_round_trip(canvas, 90), thorough=thorough)
             hits, _ = matches([truth], [Detection(f.box) for f in result.faces])
             if not hits[0]:
                 counts["missed"] += 1

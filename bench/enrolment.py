@@ -2,13 +2,14 @@
 
 Run by hand (not in CI):
 
-    PYTHONPATH=. .venv/bin/python bench/enrolment.py       # everything, in a fresh temporary folder
-    PYTHONPATH=. .venv/bin/python bench/enrolment.py --workdir /tmp/enrol --skip-import  # reuse a store
+    .venv/bin/python bench/enrolment.py       # everything, in a fresh temporary folder
+    .venv/bin/python bench/enrolment.py --workdir /tmp/enrol --skip-import  # reuse a store
 
-(``PYTHONPATH=.``: it runs the trainer and kills it with the tests' helpers, tests/trainer.py.)
+(It starts the services and kills the trainer with the helpers the tests use too:
+harness/processes.py and harness/trainer.py.)
 
 1. setup: the 199 shared photos enrolled into an empty store with
-   ``python -m training.enrolment import`` (5 people: the default model's people), timed;
+   ``python -m enrolment import`` (5 people: the default model's people), timed;
 2. latency: a sixth person with 5 photos, from ``POST /v1/people`` to the classify service
    (its own uvicorn process, following LATEST every ``MODEL_WATCH_INTERVAL_S`` = 1 s)
    answering ``/v1/classify`` with the new version; ``--trials`` times, the person erased
@@ -42,13 +43,13 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageOps
 
-from app.artifacts import load_manifest
-from tests.server import running_server
-from tests.trainer import kill_mid_change, trainer_env, wait_built
-from training.enrolment.builder import build_version, check_published
-from training.enrolment.service import Enrolment
-from training.enrolment.settings import EnrolmentSettings
-from training.enrolment.store import Store
+from app.artifact.manifest import load_manifest
+from enrolment.builder import build_version, check_published
+from enrolment.service import Enrolment
+from enrolment.settings import EnrolmentSettings
+from enrolment.store import Store
+from harness.processes import running_server
+from harness.trainer import kill_mid_change, trainer_env, wait_built
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
@@ -75,7 +76,7 @@ def upload(photos: list[tuple[str, bytes]]) -> list[tuple[str, tuple[str, bytes,
 def setup(settings: EnrolmentSettings) -> None:
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "training.enrolment", "import", str(DATA)],
+        [sys.executable, "-m", "enrolment", "import", str(DATA)],
         env=os.environ | trainer_env(settings),
         cwd=ROOT,
         capture_output=True,
@@ -115,7 +116,7 @@ BUILD_PARTS = (
     ("open-set plot", "training/unknown.py", "plot_open_set"),
     ("model file (skops)", "app/backends/svm.py", "save"),
     ("report", "training/report.py", "write_report"),
-    ("fsync and rename", "training/enrolment/durable.py", "move_into_place"),
+    ("fsync and rename", "enrolment/durable.py", "move_into_place"),
 )
 
 
@@ -215,7 +216,7 @@ def kills(settings: EnrolmentSettings, workdir: Path, rounds: int, classify: str
             f"classify answered {answer.status_code} from {served} (LATEST {latest})"
         )
     env = trainer_env(settings)
-    with running_server(workdir / "recover.log", module="training.enrolment", **env) as base:
+    with running_server(workdir / "recover.log", "enrolment", env=env) as base:
         build = wait_built(base, settings)
     store = Store(settings.store_dir, settings.max_people)
     after = check_published(settings) + store.check() + [str(p) for p in store.leftovers()]
@@ -249,9 +250,9 @@ def main() -> int:
         fit_times(settings, args.fits)
     env = trainer_env(settings)
     classify_env = {"ARTIFACTS_DIR": str(settings.artifacts_dir), "MODEL_WATCH_INTERVAL_S": "1"}
-    with running_server(workdir / "classify.log", **classify_env) as classify_url:
+    with running_server(workdir / "classify.log", env=classify_env) as classify_url:
         with (
-            running_server(workdir / "trainer.log", module="training.enrolment", **env) as trainer_url,
+            running_server(workdir / "trainer.log", "enrolment", env=env) as trainer_url,
             httpx.Client(base_url=trainer_url, headers={"X-API-Key": KEY}, timeout=600) as trainer,
         ):
             if args.trials:

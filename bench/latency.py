@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import platform
 import statistics
 import time
@@ -24,9 +25,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from app.artifacts import resolve_version_dir
+from app.artifact.manifest import resolve_version_dir
+from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
-from app.recognizer import Recognizer
+from app.pipeline.numerics import cpu_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,13 +63,9 @@ def percentile(values: list[float], q: float) -> float:
 def in_process(recognizer: Recognizer, data: bytes, repeat: int) -> dict[str, list[float]]:
     stages: dict[str, list[float]] = {}
     for _ in range(repeat):
-        timings: dict[str, float] = {}
         start = time.perf_counter()
-        photo = recognizer.decode(data)
-        timings["decode"] = time.perf_counter() - start
-        result = recognizer.recognize_photo(photo)
-        timings.update(result.timings)
-        timings["total"] = time.perf_counter() - start
+        result = recognizer.recognize_bytes(data)
+        timings = {**result.timings, "total": time.perf_counter() - start}
         for name, seconds in timings.items():
             stages.setdefault(name, []).append(seconds)
     return stages
@@ -104,7 +102,7 @@ def main() -> int:
     lines = [
         f"### {m.backend}/{m.version}, detector {recognizer.detector.name}, features {m.features.name}",
         "",
-        f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
+        f"{cpu_summary()}, {len(os.sched_getaffinity(0))} cores, "
         f"Python {platform.python_version()}; {args.repeat} runs each; milliseconds, p50 (p95).",
         "",
     ]
@@ -114,9 +112,9 @@ def main() -> int:
         header += ["HTTP", "HTTP / in-process"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, data in photos.items():
-        recognizer.recognize_photo(recognizer.decode(data))  # warm
+        recognizer.recognize_bytes(data)  # warm
         stages = in_process(recognizer, data, args.repeat)
-        faces = len(recognizer.recognize_photo(recognizer.decode(data)).faces)
+        faces = len(recognizer.recognize_bytes(data).faces)
         cells = [name, str(faces)]
         for stage in header[2:8]:
             key = "total" if stage == "in-process total" else stage

@@ -44,15 +44,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from app.dataset import Photo, scan
-from app.recognizer import Recognizer
-from app.unknown import UnknownRule, nearest_distance
-from training.artifact import fit_artifact
+from app.labelled.folders import Photo, scan
+from app.model.recognizer import Recognizer
+from app.model.unknown import UnknownRule, nearest_distance
 from training.cache import default_cache_dir
-from training.evaluate import answer_from_faces
+from training.cached_scores import answer_from_faces
 from training.fitting import FitOptions
 from training.split import plan_evaluation
 from training.train import Stages, TrainConfig, usable_photos
+from training.trained_artifact import fit_artifact
 from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -52,9 +52,6 @@ import os
 import platform
 import random
 import shlex
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -70,6 +67,8 @@ import httpx
 import numpy as np
 from PIL import Image, ImageOps
 from prometheus_client.parser import text_string_to_metric_families
+
+from harness.processes import ServerFailed, ServerURL, answers, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("HOBBIT_DATA", ROOT.parent / "shared" / "data" / "hobbits"))
@@ -186,50 +185,22 @@ def parse_variant(text: str) -> Variant:
     return Variant(name or " ".join(pairs) or "defaults", env)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def start_server(
     variant: Variant, workers: int, log: Path, timeout: float = 300.0
 ) -> Iterator[tuple[str, int]]:
     """``python -m app serve`` on a free loopback port with ``variant``'s settings; waits for every model."""
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers)}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=ROOT,
-            env=env | variant.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while log.read_text(errors="replace").count("serving model") < workers:
-                if process.poll() is not None:
-                    raise SystemExit(
-                        f"the server {variant.name!r} exited:\n{log.read_text(errors='replace')}"
-                    )
-                if time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"the server {variant.name!r} was not ready in {timeout:.0f}s; see {log}"
-                    )
-                time.sleep(0.2)
-            if httpx.get(f"{url}/readyz", timeout=10).status_code != 200:
-                raise SystemExit(f"/readyz of {variant.name!r} is not 200; see {log}")
-            yield url, process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+
+    def every_model_loaded(base: ServerURL) -> bool:
+        loaded = log.read_text(errors="replace").count("serving model") >= workers
+        return loaded and answers("/readyz")(base)
+
+    env = {"WORKERS": str(workers), **variant.env}
+    try:
+        with running_server(log, env=env, ready=every_model_loaded, timeout=timeout) as base:
+            yield base, base.pid
+    except ServerFailed as exc:
+        raise SystemExit(f"the server {variant.name!r}: {exc}") from None
 
 
 # --- photos --------------------------------------------------------------------------------

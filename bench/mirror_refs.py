@@ -31,9 +31,9 @@ import numpy as np
 from learning_curve import draw, shared_split
 from unknown_rules import auc
 
-from app.dataset import Photo
+from app.labelled.folders import Photo
+from app.model.unknown import l2_normalise
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, decode_photo
-from app.unknown import l2_normalise
 from training.cache import PhotoFaces
 from training.train import Stages
 

@@ -38,6 +38,7 @@ from statistics import median
 
 from PIL import Image, ImageOps
 
+from app.pipeline.numerics import cpu_summary
 from training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +123,10 @@ def main() -> int:
         in_process, _ = interleaved(run_in_process, "in-process", args.repeats, folders, loads)
     cold, warm = command["cold"], command["warm"]
     cold_in, warm_in = in_process["cold"][0], in_process["warm"][0]
-    print(f"medians of {args.repeats} interleaved pairs; load average {min(loads):.1f}-{max(loads):.1f}")
+    print(
+        f"{cpu_summary()}; medians of {args.repeats} interleaved pairs; "
+        f"load average {min(loads):.1f}-{max(loads):.1f}"
+    )
     print("| how | cold | warm | warm / cold |")
     print("|---|---|---|---|")
     print(

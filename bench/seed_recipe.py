@@ -24,14 +24,14 @@ import cv2
 import numpy as np
 from latency import DATA, photo_set
 
-from app.artifacts import (
+from app.artifact.manifest import (
     load_manifest,
     resolve_version_dir,
 )
 from app.backends.sklearn_model import load_estimator
+from app.model.recognizer import Recognizer
 from app.pipeline.detect.haar import CASCADE_DIR
 from app.pipeline.features.wavelet import WaveletFeatures
-from app.recognizer import Recognizer
 from training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +90,8 @@ def main() -> int:
             timed,
             (
                 lambda d=data: seed_request(d, estimator, wavelet),
-                lambda d=data: classic.recognize_photo(classic.decode(d)),
-                lambda d=data: service.recognize_photo(service.decode(d)),
+                lambda d=data: classic.recognize_bytes(d),
+                lambda d=data: service.recognize_bytes(d),
             ),
             strict=True,
         ):
@@ -109,7 +109,7 @@ def main() -> int:
     print("|---|---|---|---|")
     for name, data in photo_set(args.data).items():
         seed = median_ms(lambda d=data: seed_request(d, estimator, wavelet), args.repeat)
-        ours = median_ms(lambda d=data: service.recognize_photo(service.decode(d)), args.repeat)
+        ours = median_ms(lambda d=data: service.recognize_bytes(d), args.repeat)
         print(f"| {name} | {seed:.1f} | {ours:.1f} | {seed / ours:.1f}x |")
 
     cnn_root = args.artifacts / "cnn"

@@ -17,41 +17,28 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from load import free_port, server_cpu  # bench/load.py, beside this script
+from load import server_cpu  # bench/load.py, beside this script
 
-ROOT = Path(__file__).resolve().parent.parent
+from app.pipeline.numerics import cpu_summary
+from harness.processes import ServerFailed, running_server
 
 
 def start_to_ready(artifacts: Path | None, timeout: float) -> tuple[float, float]:
     """(wall seconds to /readyz 200, the server's CPU seconds by then) for one fresh server."""
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING"}
+    env = {"LOG_LEVEL": "WARNING"}
     if artifacts is not None:
         env["ARTIFACTS_DIR"] = str(artifacts.resolve())
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    try:
-        while time.perf_counter() - start < timeout:
-            if process.poll() is not None:
-                raise SystemExit(f"error: the server exited with status {process.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return time.perf_counter() - start, server_cpu(process.pid)
-            except httpx.TransportError:
-                pass  # not listening yet
-            time.sleep(0.02)
-        raise SystemExit(f"error: not ready in {timeout:.0f} s")
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as folder:
+        start = time.perf_counter()
+        try:
+            with running_server(Path(folder) / "server.log", env=env, timeout=timeout, poll_s=0.02) as base:
+                return time.perf_counter() - start, server_cpu(base.pid)
+        except ServerFailed as exc:
+            raise SystemExit(f"error: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"round {number} {folder or 'default'}: ready {wall:.2f} s, CPU {cpu:.2f} s, "
                 f"load {os.getloadavg()[0]:.1f}"
             )
+    print(cpu_summary())
     for folder, runs in results.items():
         print(
             f"{folder or 'default'}: median ready {statistics.median(r[0] for r in runs):.2f} s, "

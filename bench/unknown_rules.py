@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from learning_curve import draw, largest_face, shared_split
 
-from app.unknown import l2_normalise
+from app.model.unknown import l2_normalise
 from training.unknown_threshold import DEFAULT_THRESHOLDS
 
 SIZES = (1, 2, 3, 5, 10)

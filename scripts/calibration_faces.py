@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.dataset import DatasetError, scan
+from app.labelled.folders import DatasetError, scan
 from app.pipeline.decode import decode_photo
 from training.split import plan_evaluation
 from training.train import Stages, TrainConfig, usable_photos

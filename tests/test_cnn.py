@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import ArtifactError, load_manifest
+from app.artifact.manifest import ArtifactError, load_manifest
 from app.config import Settings
-from app.model_host import ModelHost
+from app.model.host import ModelHost
+from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
-from app.recognizer import Recognizer
 from training.cli import main as train_cli
 
 pytestmark = [pytest.mark.cnn, pytest.mark.slow]
@@ -73,7 +73,7 @@ def test_artifact_holds_a_keras_model_and_its_curves(version_dir: Path) -> None:
 
 
 def test_classifies_a_real_photo(recognizer: Recognizer, test_photos: list[np.ndarray]) -> None:
-    faces = [face for rgb in test_photos for face in recognizer.recognize(rgb).faces]
+    faces = [face for rgb in test_photos for face in recognizer.recognize_rgb(rgb).faces]
     assert faces, "no face found in any held-out photo"
     for face in faces:
         assert face.label in PEOPLE

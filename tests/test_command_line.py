@@ -30,6 +30,8 @@ def run(module: str, *args: str, status: int = 2, **env: str) -> str:
         ("app", ["serve", "--port", "99999"], "argument --port: 99999 is not a port (1 to 65535)"),
         ("app", ["serve", "--port", "http"], "argument --port: not a whole number: 'http'"),
         ("app", ["classify", "photos", "--out", "x.jsonl", "--actors", "0"], "--actors: 0 is not at least 1"),
+        ("enrolment", ["serve", "--port", "0"], "argument --port: 0 is not a port"),
+        # The old name of the trainer's command, kept for one release (README, "Enrol people").
         ("training.enrolment", ["serve", "--port", "0"], "argument --port: 0 is not a port"),
         ("training", ["train", "--data", "x", "--epochs", "1.5"], "--epochs: not a whole number: '1.5'"),
     ],
@@ -45,8 +47,8 @@ def test_bad_arguments(module: str, args: list[str], message: str) -> None:
         ("app", ["serve"], {"PORT": "70000"}, "PORT='70000': Input should be less than or equal to 65535"),
         ("app", ["serve"], {"LOG_LEVEL": "loud"}, "LOG_LEVEL='LOUD': Input should be 'CRITICAL', "),
         ("app", ["classify", "x", "--out", "x.jsonl"], {"MAX_UPLOAD_BYTES": "-1"}, "MAX_UPLOAD_BYTES='-1'"),
-        ("training.enrolment", ["check"], {"ENROL_LOG_LEVEL": "loud"}, "ENROL_LOG_LEVEL='LOUD'"),
-        ("training.enrolment", ["check"], {"ENROL_PORT": "x"}, "ENROL_PORT='x': Input should be a valid"),
+        ("enrolment", ["check"], {"ENROL_LOG_LEVEL": "loud"}, "ENROL_LOG_LEVEL='LOUD'"),
+        ("enrolment", ["check"], {"ENROL_PORT": "x"}, "ENROL_PORT='x': Input should be a valid"),
     ],
 )
 def test_bad_settings_name_the_variable(

@@ -25,20 +25,20 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import LATEST, load_manifest, resolve_version_dir
+from app.artifact.manifest import LATEST, load_manifest, resolve_version_dir
 from app.config import Settings
-from app.dataset import IMAGE_SUFFIXES
+from app.labelled.folders import IMAGE_SUFFIXES
 from app.main import create_app
-from app.unknown import l2_normalise
+from app.model.unknown import l2_normalise
+from enrolment.api import create_enrolment_app
+from enrolment.builder import check_published, seed
+from enrolment.settings import EnrolmentSettings
+from enrolment.store import Store
+from harness.trainer import kill_mid_change, trainer_env, wait_built
 from tests.conftest import ARTIFACTS, LabelledPhoto, wait_ready
 from tests.fresh_python import run_module
 from tests.images import encode, no_face_image, side_by_side
 from tests.server import running_server
-from tests.trainer import kill_mid_change, trainer_env, wait_built
-from training.enrolment.api import create_enrolment_app
-from training.enrolment.builder import check_published, seed
-from training.enrolment.settings import EnrolmentSettings
-from training.enrolment.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -310,7 +310,7 @@ def test_concurrent_enrolments_are_all_in_the_final_version_which_every_replica_
     with (
         running_server(tmp_path / "replica-1.log", wait_for="/livez", **replica_env) as first,
         running_server(tmp_path / "replica-2.log", wait_for="/livez", **replica_env) as second,
-        running_server(tmp_path / "trainer.log", module="training.enrolment", **env) as base,
+        running_server(tmp_path / "trainer.log", module="enrolment", **env) as base,
     ):
 
         def enrol(person: str) -> int:
@@ -342,7 +342,7 @@ def test_kill_9_mid_change_leaves_a_complete_version_and_a_consistent_store(
     settings = trainer_settings(tmp_path)
     env = trainer_env(settings)
     with (
-        running_server(tmp_path / "first.log", module="training.enrolment", **env) as base,
+        running_server(tmp_path / "first.log", module="enrolment", **env) as base,
         httpx_client(base) as client,
     ):
         for person in PEOPLE[:2]:
@@ -362,7 +362,7 @@ def test_kill_9_mid_change_leaves_a_complete_version_and_a_consistent_store(
         outcome = kill_mid_change(settings, f"killed-{n}", photos, delay, tmp_path / f"{n}.log", after)
         assert outcome.problems == [], outcome
     assert list(backend_dir.glob(".tmp-*")), "the last kill should have left a hidden half-written version"
-    with running_server(tmp_path / "after.log", module="training.enrolment", **env) as base:
+    with running_server(tmp_path / "after.log", module="enrolment", **env) as base:
         assert wait_built(base, settings)["status"] == "done"
     store = Store(settings.store_dir, settings.max_people)
     assert store.leftovers() == []
@@ -390,13 +390,13 @@ def test_compose_gives_the_trainer_the_volumes_and_the_api_a_read_only_view() ->
     assert api["depends_on"]["trainer"]["condition"] == "service_healthy"
     assert {"models:/artifacts", "enrolment:/data"} <= set(trainer["volumes"])
     assert {"models", "enrolment"} <= set(compose["volumes"])
-    assert trainer["command"][:3] == ["python", "-m", "training.enrolment"]
+    assert trainer["command"][:3] == ["python", "-m", "enrolment"]
     assert trainer["environment"]["ENROL_STORE_DIR"].startswith("/data/")
     assert trainer["read_only"] and trainer["cap_drop"] == ["ALL"]
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return run_module("training.enrolment", *args, timeout=300, env=os.environ | env)
+    return run_module("enrolment", *args, timeout=300, env=os.environ | env)
 
 
 def test_import_a_folder_then_check_and_bad_input_is_one_line(

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.artifacts import load_manifest, resolve_version_dir
+from app.artifact.manifest import load_manifest, resolve_version_dir
+from harness.trainer import trainer_env
 from tests.conftest import LabelledPhoto
 from tests.images import encode, no_face_image
 from tests.server import running_server
 from tests.test_enrolment import AUTH, KEY, trainer_settings
 from tests.test_web import ANSWER_MS, DESKTOP, OUTPUT
-from tests.trainer import trainer_env
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     root = tmp_path_factory.mktemp("people-page")
     OUTPUT.mkdir(exist_ok=True)
     env = trainer_env(trainer_settings(root))
-    with running_server(OUTPUT / "people-page-trainer.log", module="training.enrolment", **env) as base:
+    with running_server(OUTPUT / "people-page-trainer.log", module="enrolment", **env) as base:
         yield base, root
 
 

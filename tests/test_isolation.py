@@ -15,10 +15,10 @@ SCRIPT = textwrap.dedent(
     import sys
     import numpy as np
     from app.config import Settings
-    from app.model_host import ModelHost
+    from app.model.host import ModelHost
     host = ModelHost(Settings(_env_file=None, classifier_backend="svm"))
     model = host.load()
-    model.recognize(np.zeros((100, 100, 3), np.uint8))
+    model.recognize_rgb(np.zeros((100, 100, 3), np.uint8))
     print(type(model.classifier).__name__)
     heavy = {"tensorflow", "keras", "torch", "sklearn", "skops", "scipy"}
     print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from app.pipeline.numerics import REFERENCE_SUFFIX
 from app.pipeline.onnx_session import default_intra_op_threads, load_session
 from app.pipeline.weights import MODELS, WeightsMissing, model_file
 
@@ -17,9 +18,11 @@ def _sums() -> dict[str, str]:
     return {name: digest for digest, name in (line.split() for line in lines)}
 
 
-def test_every_committed_model_matches_its_recorded_sha256() -> None:
+def test_every_committed_model_and_reference_matches_its_recorded_sha256() -> None:
     sums = _sums()
-    assert sorted(sums) == sorted(p.name for p in MODELS.glob("*.onnx"))
+    committed = [*MODELS.glob("*.onnx"), *MODELS.glob(f"*{REFERENCE_SUFFIX}")]
+    assert sorted(sums) == sorted(p.name for p in committed)
+    assert len(committed) == 2 * len(list(MODELS.glob("*.onnx")))  # a reference beside each network
     for name, digest in sums.items():
         assert hashlib.sha256(model_file(name).read_bytes()).hexdigest() == digest, name
 

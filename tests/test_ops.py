@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import load_manifest, resolve_version_dir, write_manifest
+from app.artifact.manifest import load_manifest, resolve_version_dir, write_manifest
 from tests.conftest import ARTIFACTS, LabelledPhoto, make_client
 from tests.test_api import assert_problem, classify
 

@@ -25,8 +25,9 @@ import httpx
 import pytest
 
 from app.config import PROJECT_ROOT
+from harness.processes import free_port
 from tests.conftest import ARTIFACTS, LabelledPhoto
-from tests.server import free_port, running_server
+from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.model.recognizer import LOW_QUALITY_HEIGHT
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import Box, Detection, create_detector
 from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
 from app.pipeline.detect.search import novel, tile_grid, unrotate
-from app.recognizer import LOW_QUALITY_HEIGHT
 from tests.conftest import LabelledPhoto
 from tests.images import encode
 

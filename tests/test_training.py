@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from app.artifacts import load_manifest
-from app.dataset import scan
+from app.artifact.manifest import load_manifest
+from app.labelled.folders import scan
+from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
-from app.recognizer import Recognizer
 from training.cli import main
 from training.train import TrainConfig, train
 
@@ -81,7 +81,7 @@ def test_train_classic_pipeline_then_serve_it(messy_data, tmp_path, capsys) -> N
 
     recognizer = Recognizer.from_artifact(version_dir)
     photo = next(p for p in sorted(messy_data.rglob("*.jpg")) if p.name != "broken.jpg")
-    result = recognizer.recognize(decode_image(photo.read_bytes()))
+    result = recognizer.recognize_rgb(decode_image(photo.read_bytes()))
     for face in result.faces:
         assert face.label in [*manifest.class_ids, "unknown"]
 
@@ -100,7 +100,7 @@ def test_a_person_left_out_is_unknown(data_dir, tmp_path) -> None:
     assert {"references.npy", "open_set.png"} <= set(manifest.files)
     recognizer = Recognizer.from_artifact(version_dir)
     answers = [
-        recognizer.recognize(decode_image(p.read_bytes())).faces
+        recognizer.recognize_rgb(decode_image(p.read_bytes())).faces
         for p in sorted((data_dir / stranger).glob("*.jpg"))[:10]
     ]
     labels = [max(faces, key=lambda f: f.box.area).label for faces in answers if faces]

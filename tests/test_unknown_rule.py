@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.artifacts import load_manifest, resolve_version_dir
-from app.unknown import UnknownRule, nearest_distance
+from app.artifact.manifest import load_manifest, resolve_version_dir
+from app.model.unknown import UnknownRule, nearest_distance
 from tests.conftest import ARTIFACTS
 
 

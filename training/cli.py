@@ -4,18 +4,18 @@ Bad input (a folder that cannot train a model, an option out of range) is one
 line on stderr and exit status 2, never a traceback.
 
 A fresh process spends a good part of a warm retrain importing scikit-learn (with SciPy and
-skops, about 1.5 s of CPU) and loading the two networks. Both happen in threads while the main
-thread reads the embedding cache and detects the new photos: ONNX Runtime releases the GIL
-while it builds a session and while it runs, so on two cores the work overlaps. The imports
-start only after the main thread has imported ``training.train`` (which does not import
-scikit-learn), and ``train`` waits for them before anything of its own imports scikit-learn:
-two threads importing the same modules at once can deadlock.
+skops) and loading the two networks. Both happen in threads while the main thread reads the
+embedding cache and detects the new photos: ONNX Runtime releases the GIL while it builds a
+session and while it runs, so on two cores the work overlaps. The imports start only after
+the main thread has imported ``training.train`` (which does not import scikit-learn), and
+``train`` waits for them before anything of its own imports scikit-learn: two threads
+importing the same modules at once can deadlock.
 
 Python's cyclic garbage collector is kept out of the way of those imports: each full
-collection walks every object the imported libraries made (about a million), and a warm
-retrain spent 0.2 s in four of them and another 0.3 s in the walk at exit. It is off while
+collection walks every object the imported libraries made, over and over. It is off while
 the imports run; then the imported objects are frozen (never walked again) and it is back
-on for the photos; ``python -m training`` freezes everything before the process exits.
+on for the photos; ``python -m training`` freezes everything before the process exits
+(docs/benchmarks.md, "Retraining warm: the garbage collector").
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.command_line import OneLineParser, positive
-from app.dataset import DatasetError
+from app.labelled.folders import DatasetError
 from app.pipeline.detect import DETECTORS
 from app.pipeline.features import FEATURES
 from app.registry import MissingExtra
 from training.cache import default_cache_dir
 from training.fitting import TRAINERS
-from training.stages import Stages, TrainConfig
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, Stages, TrainConfig
 
 
 def _test_size(text: str) -> float:
@@ -59,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default: artifacts)"
     )
-    run.add_argument("--detector", choices=DETECTORS.names, default="blazeface")
-    run.add_argument("--features", choices=FEATURES.names, default="facenet", help="default: facenet")
+    run.add_argument("--detector", choices=DETECTORS.names, default=DEFAULT_DETECTOR)
+    run.add_argument(
+        "--features", choices=FEATURES.names, default=DEFAULT_FEATURES, help=f"default: {DEFAULT_FEATURES}"
+    )
     run.add_argument(
         "--test-size",
         type=_test_size,

@@ -1,6 +1,6 @@
 """The one error a training run answers with a one-line message and exit status 2."""
 
-from app.dataset import DatasetError
+from app.labelled.folders import DatasetError
 
 
 class TrainingInputError(DatasetError):

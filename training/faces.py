@@ -12,12 +12,12 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
-from app.dataset import Photo, Skipped
+from app.labelled.folders import Photo, Skipped
+from app.model.unknown import l2_normalise
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, decode_photo
 from app.pipeline.detect import FaceDetector
 from app.pipeline.errors import ImageError
 from app.pipeline.features import FeatureExtractor
-from app.unknown import l2_normalise
 from training.cache import EmbeddingCache, PhotoFaces
 
 

@@ -1,7 +1,7 @@
 """What every training backend takes and gives back, and the registry that finds them.
 
 A backend's ``fit(features, labels, feature_shape, options)`` searches its models on the
-training faces and returns a ``TrainedModel``; ``training.artifact`` wraps it into a version.
+training faces and returns a ``TrainedModel``; ``training.trained_artifact`` wraps it into a version.
 The names match the serving side's ``app.backends.BACKENDS`` (a test keeps them in step).
 """
 

@@ -32,7 +32,7 @@ import numpy as np
 from keras import layers
 from sklearn.model_selection import train_test_split
 
-from app.artifact_files import CURVES_PNG, KERAS_MODEL
+from app.artifact.file_names import CURVES_PNG, KERAS_MODEL
 from app.backends.keras_model import configure_tensorflow
 from training.fitting import FitOptions
 

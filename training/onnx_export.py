@@ -1,18 +1,18 @@
 """Export a fitted scikit-learn model to ONNX for the service, only where the export answers alike.
 
 skl2onnx converts most of the models the search can choose, not all of them (nearest
-centroid and the one-person rule have no converter), and an export can answer otherwise:
-with scikit-learn 1.9 a calibrated logistic regression's probabilities moved by up to
-0.6. So every export is run beside the estimator on the training faces and kept only when
-its probabilities agree within ``TOLERANCE``; otherwise the version is served by
-scikit-learn itself, as before, and the manifest says why.
+centroid and the one-person rule have no converter), and an export can answer otherwise
+(a calibrated logistic regression, with scikit-learn 1.9). So every export is run beside
+the estimator on the training faces and kept only when its probabilities agree within
+``TOLERANCE``; otherwise the version is served by scikit-learn itself, as before, and the
+manifest says why.
 
 One model is not even tried: a neighbour vote weighted by distance over more than one
-neighbour, the few-photo rule a retrain after adding a person often chooses. skl2onnx 1.20
-weighs the neighbours otherwise: its probabilities differed by up to 0.03 on faces the
-model was not fitted on and by 0.67-0.8 on its own (k = 3, 5; 1-NN exports exactly), so
-the check always refused it, after a warm retrain had paid 0.2 s to import skl2onnx and
-0.07 s to convert and run it. skl2onnx is imported only when an export is tried.
+neighbour, the few-photo rule a retrain after adding a person often chooses. skl2onnx
+weighs the neighbours otherwise (1-NN exports exactly), so the check always refused it,
+after a warm retrain had paid to import skl2onnx and to convert and run it
+(docs/benchmarks.md, "Retraining warm: the garbage collector"). skl2onnx is imported only
+when an export is tried.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from app.artifact_files import CONFUSION_PNG, CURVES_PNG, OPEN_SET_PNG
-from app.artifacts import Manifest
+from app.artifact.file_names import CONFUSION_PNG, CURVES_PNG, OPEN_SET_PNG
+from app.artifact.manifest import Manifest
 from app.backends import describe_model
 
 #: How each evaluation method is named in the report and plots.
@@ -27,8 +27,8 @@ CELL = 64
 def plot_confusion(metrics: dict[str, Any], method: str, path: Path) -> None:
     """The confusion matrix as a PNG, drawn with Pillow.
 
-    Drawn by hand rather than with matplotlib, whose import and figure cost about a second
-    of a retrain that otherwise takes two or three (docs/benchmarks.md, retraining).
+    Drawn by hand rather than with matplotlib, whose import and figure cost a warm retrain
+    a large share of its time (docs/benchmarks.md, "Retraining warm").
     """
     cm = metrics["confusion_matrix"]
     matrix = np.array(cm["matrix"], dtype=int).reshape(len(cm["rows"]), len(cm["columns"]))

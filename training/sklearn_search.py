@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
 
-from app.artifact_files import SKLEARN_MODEL, SKLEARN_ONNX
+from app.artifact.file_names import SKLEARN_MODEL, SKLEARN_ONNX
 from training.fitting import FitOptions
 from training.onnx_export import export_onnx
 
@@ -49,7 +49,7 @@ def few_shot_candidates(min_photos: int, n_train: int) -> dict[str, tuple[Any, d
     """Rules on unit-length embeddings (Normalizer): Euclidean order is then cosine order.
 
     The neighbours are found with a ball tree: the brute-force search runs an OpenMP
-    reduction that took 130 ms for one face on this busy 2-core machine, the tree 3 ms.
+    reduction, far slower for one face than the tree (docs/benchmarks.md, "Figures that were in docstrings").
     """
     neighbours = [k for k in (1, 3, 5) if k <= n_train]
     found = {

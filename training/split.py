@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from math import ceil
 from typing import Literal
 
-from app.dataset import Photo
+from app.labelled.folders import Photo
 from training.errors import TrainingInputError
 
 #: Photos of every person a held-out split needs (at the default 0.2: 1 to test, 4 to train).

@@ -14,19 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from app.artifact_files import CONFUSION_PNG, REPORT
-from app.artifacts import ArtifactError, ClassInfo, check_version_name, point_latest, write_manifest
-from app.dataset import Dataset, Photo, Skipped, picture_path, scan
-from app.evaluation import end_to_end_metrics
-from app.recognizer import Recognizer
-from training.artifact import check_trainable, fit_artifact
+from app.artifact.file_names import CONFUSION_PNG, REPORT
+from app.artifact.manifest import ArtifactError, ClassInfo, check_version_name, point_latest, write_manifest
+from app.labelled.folders import Dataset, Photo, Skipped, picture_path, scan
+from app.labelled.scores import end_to_end_metrics
+from app.model.recognizer import Recognizer
 from training.cache import PhotoFaces
+from training.cached_scores import answer_from_faces, leave_one_photo_out
 from training.errors import TrainingInputError
-from training.evaluate import answer_from_faces, leave_one_photo_out
 from training.faces import embed_photos, summarise_drops
 from training.report import plot_confusion, write_report
+from training.run_config import Stages, TrainConfig
 from training.split import EvaluationPlan, plan_evaluation
-from training.stages import Stages, TrainConfig
+from training.trained_artifact import check_trainable, fit_artifact
 
 __all__ = ["Stages", "TrainConfig", "train", "usable_photos"]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from app.unknown import l2_normalise, nearest_distance
+from app.model.unknown import l2_normalise, nearest_distance
 
 KNOWN_PERCENTILE = 99.0
 STRANGER_PERCENTILE = 5.0
@@ -81,7 +81,7 @@ def plot_open_set(calibration: Calibration, path: Path) -> None:
     """Known faces accepted against strangers rejected, as the threshold moves.
 
     matplotlib is imported here, not with the module: a retrain that plots nothing (a default
-    threshold, or an enrolment build) should not pay the half second its import takes.
+    threshold, or an enrolment build) should not pay for its import.
     """
     import matplotlib
 

@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.photo_cost import PhotoCost
 from app.api.problems import ProblemError, problem_response
-from app.metrics import Metrics
+from app.service.metrics import Metrics
 
 T = TypeVar("T")
 

@@ -5,8 +5,8 @@ inference threads) and keeps it on ``app.state``; the functions here are its onl
 readers. A test swaps a part with ``app.dependency_overrides[model_host] = ...``.
 
 They are ``async def`` although none awaits anything: FastAPI runs a plain ``def``
-dependency on its thread pool, and a classify request resolves seven of them, so as
-functions they cost seven thread hand-offs per photo (docs/benchmarks.md, issue 14).
+dependency on its thread pool, so each would cost a classify request a thread hand-off
+(docs/benchmarks.md, issue 14's third session).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from app.api.admission import Admission
 from app.api.inference import Inference
 from app.api.problems import ProblemError
 from app.config import Settings
-from app.metrics import Metrics
-from app.model_host import ModelHost
-from app.recognizer import Recognizer
+from app.model.host import ModelHost
+from app.model.recognizer import Recognizer
+from app.service.metrics import Metrics
 
 
 async def settings(request: Request) -> Settings:

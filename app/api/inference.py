@@ -16,8 +16,8 @@ from fastapi import Request
 from app.api.admission import Admission, StopToken
 from app.api.problems import ProblemError, over_limit_detail
 from app.config import Settings
-from app.metrics import Metrics
-from app.recognizer import Recognition, Recognizer
+from app.model.recognizer import Recognition, Recognizer
+from app.service.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Inference:
     admission: Admission
     executor: Executor
 
-    async def recognize(
+    async def recognize_bytes(
         self, request: Request, model: Recognizer, data: bytes, thorough: bool = False
     ) -> Recognition:
         """Decode ``data`` and find and classify every face, on one of the app's inference threads.
@@ -53,9 +53,7 @@ class Inference:
                 metrics.observe_stage(stage, seconds)
                 token.check()  # between stages: stop work whose answer nobody waits for any more
 
-            photo = model.decode(data, settings.max_pixels)
-            token.check()
-            return model.recognize_photo(photo, observe, thorough)
+            return model.recognize_bytes(data, settings.max_pixels, observe, thorough)
 
         result = await self.admission.run(request, self.executor, work, settings.request_timeout_s)
         metrics.faces.observe(len(result.faces))

@@ -20,13 +20,16 @@ from app.api.schemas import (
     ModelRef,
 )
 from app.backends import describe_model
-from app.recognizer import Recognition, Recognizer
+from app.model.recognizer import Recognition, Recognizer
 
 router = APIRouter()
 
+#: The route that classifies an uploaded photo; admission control keys on it (``app.main``).
+CLASSIFY_PATH = "/v1/classify"
+
 
 @router.post(
-    "/v1/classify",
+    CLASSIFY_PATH,
     response_model=ClassifyResponse,
     summary="Find and classify every face in an image",
     responses=problem_responses(400, 401, 413, 415, 422, 503),
@@ -48,7 +51,7 @@ async def classify(
     form = await request.form()
     if len(form.getlist("file")) != 1:
         raise ProblemError(422, "send exactly one image in the 'file' field")
-    result = await inference.recognize(request, model, await file.read(), thorough)
+    result = await inference.recognize_bytes(request, model, await file.read(), thorough)
     return to_response(model, result)
 
 

@@ -14,8 +14,9 @@ from fastapi.security import APIKeyHeader
 
 from app.api.deps import SettingsDep
 from app.api.problems import PROBLEM_JSON, ProblemError
+from app.api.seed_compat import SEED_CLASSIFY_PATH
 
-PROTECTED_PREFIXES = ("/v1/", "/classify_image")
+PROTECTED_PREFIXES = ("/v1/", SEED_CLASSIFY_PATH)
 
 _header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="Required when the server sets API_KEY"

@@ -25,6 +25,10 @@ from app.api.problems import ProblemError, problem_responses
 
 router = APIRouter()
 
+#: The seed's classify route; admission control and the API key key on it (``app.main``,
+#: ``app.api.security``).
+SEED_CLASSIFY_PATH = "/classify_image"
+
 #: ``data:[<mediatype>][;param...];base64,<payload>``; the seed's page always sent this form.
 _DATA_URL = re.compile(r"^data:[^,]*?;base64,", re.IGNORECASE)
 
@@ -67,7 +71,7 @@ def decode_data_url(value: str) -> bytes:
 
 
 @router.post(
-    "/classify_image",
+    SEED_CLASSIFY_PATH,
     response_model=list[SeedFace],
     response_model_by_alias=True,
     deprecated=True,
@@ -116,7 +120,7 @@ async def classify_image(
     if len(values) != 1 or not isinstance(values[0], str):
         raise ProblemError(422, "send exactly one base64 data URL in the 'image_data' form field")
     data = decode_data_url(values[0])
-    result = await inference.recognize(request, model, data)
+    result = await inference.recognize_bytes(request, model, data)
 
     classes = model.classes
     dictionary = {class_id: index for index, class_id in enumerate(classes)}

@@ -10,8 +10,8 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import problem_response
-from app.logging_config import request_id
-from app.metrics import Metrics
+from app.service.logging_config import request_id
+from app.service.metrics import Metrics
 
 log = logging.getLogger("app.access")
 

@@ -26,7 +26,7 @@ def install_web(
 ) -> None:
     """Serve ``directory/page`` at each of ``paths`` and ``directory`` at ``/static``.
 
-    The trainer's people page (``training.enrolment``) is served the same way, under the same policy.
+    The trainer's people page (``enrolment``) is served the same way, under the same policy.
     """
     app.mount("/static", StaticFiles(directory=directory), name="static")
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.artifacts import Manifest
+from app.artifact.manifest import Manifest
 from app.pipeline.features import FEATURES
 from app.registry import Entry, Registry
 

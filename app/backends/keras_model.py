@@ -1,10 +1,10 @@
 """The TensorFlow/Keras backend: a ``.keras`` model answered through one compiled call.
 
 This module and ``training/keras_search.py`` are the only places TensorFlow is imported, so
-the svm service never loads it. ``model.predict`` builds a data pipeline on every
-call (about 170 ms for one face here); a ``tf.function`` with a fixed input
-signature is traced once, at warm-up, and then takes a few milliseconds for all
-faces of a photo in one batch.
+the svm service never loads it. ``model.predict`` builds a data pipeline on every call;
+a ``tf.function`` with a fixed input signature is traced once, at warm-up, and then
+answers all faces of a photo in one call (docs/benchmarks.md, "Against the seed's
+server": one compiled call against a predict per face).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.artifact_files import KERAS_MODEL
-from app.artifacts import ArtifactError, Manifest
+from app.artifact.file_names import KERAS_MODEL
+from app.artifact.manifest import ArtifactError, Manifest
 from app.backends import Classifier
 
 

@@ -5,9 +5,9 @@ file cannot run code on load; the manifest's sha256 is checked before that too.
 
 Training also exports the model to ONNX when skl2onnx converts it with the same
 answers (training/onnx_export.py). The service then runs that file with ONNX Runtime
-and never imports scikit-learn: a calibrated SVM re-validates its input at every
-layer, 1.1 ms for one face against 0.1 ms for the exported graph, and scikit-learn
-plus skops took 1.8 s of the service's start-up CPU (bench/startup.py).
+and never imports scikit-learn: a calibrated SVM re-validates its input at every layer,
+and importing scikit-learn and skops is most of a start-up's CPU (docs/benchmarks.md,
+"The svm model served through its skl2onnx export"; bench/startup.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from app.artifact_files import SKLEARN_MODEL, SKLEARN_ONNX
-from app.artifacts import ArtifactError, Manifest
+from app.artifact.file_names import SKLEARN_MODEL, SKLEARN_ONNX
+from app.artifact.manifest import ArtifactError, Manifest
 from app.backends import Classifier
 from app.pipeline.onnx_session import session_from_file
 

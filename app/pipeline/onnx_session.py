@@ -19,6 +19,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from app.pipeline.numerics import verify
 from app.pipeline.weights import model_file
 
 
@@ -34,8 +35,14 @@ def default_intra_op_threads() -> int:
 
 
 def load_session(model: str, intra_op_threads: int) -> ort.InferenceSession:
-    """The committed ONNX ``model`` on the CPU, ``intra_op_threads`` threads per ``run()``."""
-    return session_from_file(model_file(model), intra_op_threads)
+    """The committed ONNX ``model`` on the CPU, ``intra_op_threads`` threads per ``run()``.
+
+    Raises ``NumericsMismatch`` if it fails its self-check on this CPU (``app.pipeline.numerics``).
+    """
+    path = model_file(model)
+    session = session_from_file(path, intra_op_threads)
+    verify(path, session)
+    return session
 
 
 def session_from_file(path: Path, intra_op_threads: int) -> ort.InferenceSession:

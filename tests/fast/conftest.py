@@ -23,15 +23,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from app.api import deps
-from app.artifacts import ClassInfo, Manifest, StageSpec
+from app.artifact.manifest import ClassInfo, Manifest, StageSpec
 from app.backends.sklearn_model import SklearnClassifier
 from app.config import Settings
 from app.main import create_app
-from app.model_host import ModelHost
+from app.model.host import ModelHost
+from app.model.recognizer import Recognizer
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
-from app.recognizer import Recognizer
 from tests.conftest import DATA_DIR
 
 PEOPLE = ("billy_boyd", "elijah_wood", "sean_astin")

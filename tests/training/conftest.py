@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.dataset import Photo
+from app.labelled.folders import Photo
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
 from training.cache import EmbeddingCache

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import load_manifest
-from app.dataset import Photo
+from app.artifact.manifest import load_manifest
+from app.labelled.folders import Photo
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
 from app.pipeline.weights import MODELS

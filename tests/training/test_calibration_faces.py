@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import load_manifest
+from app.artifact.manifest import load_manifest
 from tests.training.conftest import copy_photos
 
 pytestmark = pytest.mark.slow

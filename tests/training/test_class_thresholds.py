@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.artifacts import load_manifest
-from app.recognizer import UNKNOWN, Recognizer
-from app.unknown import UnknownRule, l2_normalise
+from app.artifact.manifest import load_manifest
+from app.model.recognizer import UNKNOWN, Recognizer
+from app.model.unknown import UnknownRule, l2_normalise
 from tests.training.conftest import PEOPLE, copy_photos
 from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
 
@@ -78,7 +78,7 @@ def test_a_newcomer_with_few_photos_does_not_loosen_the_rule_for_everyone(
     def unknowns(recognizer: Recognizer) -> int:
         answers = []
         for path in shared_photos[stranger]:
-            faces = recognizer.recognize_photo(recognizer.decode(path.read_bytes())).faces
+            faces = recognizer.recognize_bytes(path.read_bytes()).faces
             answers.append(max(faces, key=lambda f: f.box.area).label)
         return answers.count(UNKNOWN)
 
@@ -93,6 +93,6 @@ def test_a_newcomer_with_few_photos_does_not_loosen_the_rule_for_everyone(
     for person in enrolled:
         labels = []
         for path in sorted((data_dir / person).glob("*.jpg"))[10:13]:
-            faces = per_person.recognize_photo(per_person.decode(path.read_bytes())).faces
+            faces = per_person.recognize_bytes(path.read_bytes()).faces
             labels.append(max(faces, key=lambda f: f.box.area).label)
         assert labels.count(person) >= 2, labels

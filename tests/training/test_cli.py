@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from app.artifacts import load_manifest
+from app.artifact.manifest import load_manifest
 from tests.fresh_python import run_python
 from tests.training.conftest import copy_photos
 from training.unknown_threshold import DEFAULT_THRESHOLDS

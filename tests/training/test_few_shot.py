@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.artifacts import load_manifest
+from app.artifact.manifest import load_manifest
 from app.backends import Classifier
 from app.backends.sklearn_model import SklearnClassifier
-from app.dataset import Photo
-from app.recognizer import UNKNOWN, Recognizer
+from app.labelled.folders import Photo
+from app.model.recognizer import UNKNOWN, Recognizer
 from tests.training.conftest import PEOPLE, Listing, copy_photos, subset
 from training import sklearn_search
 from training.errors import TrainingInputError
@@ -113,7 +113,7 @@ def test_one_photo_per_person_trains_and_serves(tmp_path, shared_photos, run_cli
     recognizer = Recognizer.from_artifact(version_dir)
     labels = []
     for person, paths in shared_photos.items():
-        faces = recognizer.recognize_photo(recognizer.decode(paths[1].read_bytes())).faces
+        faces = recognizer.recognize_bytes(paths[1].read_bytes()).faces
         labels.append(max(faces, key=lambda f: f.box.area).label == person)
     assert sum(labels) >= 4, labels
 
@@ -144,7 +144,7 @@ def test_one_person_is_that_person_or_unknown(tmp_path, shared_photos, run_cli) 
     recognizer = Recognizer.from_artifact(version_dir)
 
     def answer(path) -> str:
-        faces = recognizer.recognize_photo(recognizer.decode(path.read_bytes())).faces
+        faces = recognizer.recognize_bytes(path.read_bytes()).faces
         return max(faces, key=lambda f: f.box.area).label
 
     assert [answer(p) for p in shared_photos["billy_boyd"][8:]] == ["billy_boyd"] * 2

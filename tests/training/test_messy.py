@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.artifacts import load_manifest
-from app.recognizer import Recognizer
+from app.artifact.manifest import load_manifest
+from app.model.recognizer import Recognizer
 from tests.images import encode, no_face_image
 from tests.training.conftest import copy_photos
 
@@ -102,9 +102,7 @@ def test_messy_folder_trains_and_names_every_skipped_file(messy, run_cli, tmp_pa
     assert "truncated.jpg" in report
 
     recognizer = Recognizer.from_artifact(version_dir)
-    face = recognizer.recognize_photo(
-        recognizer.decode((root / "José Núñez" / "été 0.jpg").read_bytes())
-    ).faces
+    face = recognizer.recognize_bytes((root / "José Núñez" / "été 0.jpg").read_bytes()).faces
     assert max(face, key=lambda f: f.box.area).label == "José Núñez"
 
 

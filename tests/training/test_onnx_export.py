@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
 
-from app.artifact_files import SKLEARN_MODEL, SKLEARN_ONNX
-from app.artifacts import ArtifactError
+from app.artifact.file_names import SKLEARN_MODEL, SKLEARN_ONNX
+from app.artifact.manifest import ArtifactError
 from app.backends.sklearn_model import OnnxClassifier, SklearnClassifier
 from tests.training.conftest import PEOPLE, Listing, subset
 from training import sklearn_search

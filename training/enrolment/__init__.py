@@ -1,6 +1,4 @@
-"""Enrolment: add, list and remove people over HTTP; every change publishes a new model version.
+"""Moved: the trainer service is the top-level package ``enrolment`` (``python -m enrolment``).
 
-A separate service (the "trainer") owns a writable store of who is enrolled and the
-artifacts folder it publishes into; the classify service (``app``) only reads that
-folder and swaps in whatever ``LATEST`` names. See docs/enrolment.md.
+``python -m training.enrolment`` still runs it, for one release; the old name then goes.
 """

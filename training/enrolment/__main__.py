@@ -1,3 +1,5 @@
-from training.enrolment.cli import main
+"""``python -m training.enrolment``: the old name of ``python -m enrolment``, kept for one release."""
+
+from enrolment.cli import main
 
 raise SystemExit(main())

@@ -158,18 +158,28 @@ class _Model:
         self.input = self.session.get_inputs()[0].name
         self.anchors = ssd_anchors(spec)
 
-    def detect(self, rgb: np.ndarray, threshold: float, iou: float) -> list[Detection]:
+    def input_tensor(self, rgb: np.ndarray) -> tuple[np.ndarray, float, int, int]:
+        """The network's input for ``rgb``, and the scale and padding that place it there.
+
+        Letterboxed: the aspect ratio kept, padded to a square, as the model was trained;
+        pixels scaled to -1..1.
+        """
         size = self.spec.input_size
         height, width = rgb.shape[:2]
         scale = size / max(height, width)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        # Letterbox: keep the aspect ratio, pad to a square, as the model was trained.
         canvas = np.zeros((size, size, 3), np.uint8)
         pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
         canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(
             rgb, (new_w, new_h), interpolation=cv2.INTER_AREA
         )
-        outputs = self.session.run(None, {self.input: (canvas[None].astype(np.float32) - 127.5) / 127.5})
+        return (canvas[None].astype(np.float32) - 127.5) / 127.5, scale, pad_x, pad_y
+
+    def detect(self, rgb: np.ndarray, threshold: float, iou: float) -> list[Detection]:
+        size = self.spec.input_size
+        height, width = rgb.shape[:2]
+        tensor, scale, pad_x, pad_y = self.input_tensor(rgb)
+        outputs = self.session.run(None, {self.input: tensor})
         regressors = next(o for o in outputs if o.shape[-1] == 16).reshape(-1, 16)
         logits = np.clip(
             next(o for o in outputs if o.shape[-1] == 1).reshape(-1), -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT

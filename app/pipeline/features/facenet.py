@@ -51,6 +51,10 @@ class FaceNetEmbedder(FeatureExtractor):
     def extract(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:
             return np.empty((0, DIM), np.float32)
-        # FaceNet 2018 was trained on fixed standardisation: (x - 127.5) / 128, RGB, NHWC.
-        batch = (np.stack(crops).astype(np.float32) - 127.5) / 128
-        return self._session.run(["embeddings:0"], {"input:0": batch})[0]
+        return self._session.run(["embeddings:0"], {"input:0": standardise(np.stack(crops))})[0]
+
+
+def standardise(crops: np.ndarray) -> np.ndarray:
+    """The network's input for N x 160 x 160 x 3 uint8 RGB crops: FaceNet 2018 was trained on
+    a fixed standardisation, (x - 127.5) / 128, NHWC."""
+    return (crops.astype(np.float32) - 127.5) / 128

@@ -1,0 +1,3 @@
+from enrolment.cli import main
+
+raise SystemExit(main())

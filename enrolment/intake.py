@@ -1,0 +1,72 @@
+"""One uploaded photo: decode it as the service does, find its faces, embed them, and say what happened.
+
+Detection and embedding go through the training embedding cache, so the build that
+follows reads every enrolled photo's faces from it instead of detecting again: a
+change costs the new photos' detection plus a fit, not a pass over every photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from app.pipeline.detect import FaceDetector, create_detector
+from app.pipeline.errors import ImageError
+from app.pipeline.features import FeatureExtractor, create_extractor
+from enrolment.store import NewPhoto
+from training.cache import EmbeddingCache
+from training.faces import detect_and_extract
+
+Outcome = Literal["face_used", "several_faces", "no_face", "unreadable", "too_large", "duplicate", "skipped"]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What intake made of one file; ``photo`` is set when it is to be stored."""
+
+    filename: str
+    outcome: Outcome
+    faces: int = 0
+    detail: str | None = None
+    photo: NewPhoto | None = None
+
+
+class Intake:
+    """The detector, the embedder and the cache, shared by the intake threads.
+
+    The ONNX Runtime sessions behind both stages are safe to share between threads, and
+    the Haar detector keeps a pool of ``threads`` copies (cascades are not thread-safe).
+    """
+
+    def __init__(
+        self, detector: str, features: str, cache_dir: Path, threads: int, max_pixels: int, max_bytes: int
+    ) -> None:
+        self.detector: FaceDetector = create_detector(detector)
+        self.extractor: FeatureExtractor = create_extractor(features)
+        self.cache = EmbeddingCache.for_stages(cache_dir, self.detector, self.extractor)
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+
+    def check(self, filename: str, data: bytes) -> Checked:
+        if len(data) > self.max_bytes:
+            return Checked(filename, "too_large", detail=f"over the {self.max_bytes} byte limit per photo")
+        sha256 = hashlib.sha256(data).hexdigest()
+        entry = self.cache.get(sha256)
+        if entry is None:
+            try:
+                entry = detect_and_extract(data, self.detector, self.extractor, self.max_pixels)
+            except ImageError as exc:
+                return Checked(filename, "unreadable", detail=str(exc))
+        faces = len(entry.faces)
+        if faces == 0:
+            return Checked(filename, "no_face")
+        self.cache.put(sha256, entry)
+        outcome: Outcome = "face_used" if faces == 1 else "several_faces"
+        detail = (
+            None
+            if faces == 1
+            else "the face most like this person's one-face photos is used (the largest if none)"
+        )
+        return Checked(filename, outcome, faces, detail, NewPhoto(data, sha256, filename, faces))

@@ -1,0 +1,73 @@
+"""What a training run is asked to do, and the detector and embedder it does it with.
+
+Kept apart from ``training.train``, which imports scikit-learn and the rest of the model
+search: the command line builds these first, so the networks load while those imports run
+(``training.cli``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.labelled.folders import Photo
+from app.pipeline.detect import FaceDetector, create_detector
+from app.pipeline.features import FeatureExtractor, create_extractor
+from training.cache import EmbeddingCache, PhotoFaces
+from training.faces import main_face_features
+from training.fitting import FitOptions
+
+#: The stages a run detects and embeds with unless asked otherwise (``--detector``, ``--features``);
+#: the enrolment service builds with them too.
+DEFAULT_DETECTOR = "blazeface"
+DEFAULT_FEATURES = "facenet"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path
+    artifacts: Path
+    backend: str = "svm"
+    detector: str = DEFAULT_DETECTOR
+    features: str = DEFAULT_FEATURES
+    test_size: float = 0.2
+    seed: int = 42
+    version: str | None = None
+    max_per_class: int | None = None
+    #: Small search spaces, for tests and smoke runs.
+    quick: bool = False
+    #: People left out entirely (leave-one-person-out evaluation of the unknown rule).
+    exclude_classes: tuple[str, ...] = ()
+    #: cnn search budget: trials, and the most epochs per trial (None: the backend's default).
+    max_trials: int | None = None
+    epochs: int | None = None
+    #: Embedding cache folder; None detects and embeds every photo afresh.
+    cache_dir: Path | None = None
+
+    @property
+    def options(self) -> FitOptions:
+        return FitOptions(self.backend, self.seed, self.quick, self.max_trials, self.epochs)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The pipeline stages a run detects and embeds with, and the cache in front of them."""
+
+    detector: FaceDetector
+    extractor: FeatureExtractor
+    cache: EmbeddingCache | None
+
+    @classmethod
+    def create(cls, config: TrainConfig) -> Stages:
+        detector, extractor = create_detector(config.detector), create_extractor(config.features)
+        cache = (
+            None
+            if config.cache_dir is None
+            else EmbeddingCache.for_stages(config.cache_dir, detector, extractor)
+        )
+        return cls(detector, extractor, cache)
+
+    def features_of(self, photos: list[Photo], faces: dict[Photo, PhotoFaces]) -> np.ndarray:
+        return main_face_features([(p.label, faces[p]) for p in photos], self.extractor.embedding)
