@@ -30,8 +30,8 @@ from requests.structures import CaseInsensitiveDict
 from app.api.admission import Admission
 from app.api.photo_cost import PhotoCost
 from app.api.problems import PROBLEM_JSON, ProblemError
-from app.metrics import Metrics
 from app.pipeline.decode import decode_image
+from app.service.metrics import Metrics
 from tests.conftest import LabelledPhoto, make_client
 from tests.images import encode
 from tests.server import running_server
