@@ -375,10 +375,14 @@ def run_client(load: Coroutine[Any, Any, list[Answer]]) -> list[Answer]:
 
 
 def _probe(host: str, port: int, stop: Pipe) -> None:
-    """Ask /readyz every PROBE_EVERY_S until told to stop; send back (seconds, status) pairs."""
+    """Ask /readyz every PROBE_EVERY_S until told to stop; send back (seconds, status) pairs.
+
+    Says "ready" after its first answer, so the load starts only once it is watching.
+    """
     connection = http.client.HTTPConnection(host, port, timeout=30)
     seen: list[tuple[float, int]] = []
-    while not stop.poll(PROBE_EVERY_S):
+
+    def ask() -> None:
         start = time.perf_counter()
         try:
             connection.request("GET", "/readyz")
@@ -389,23 +393,31 @@ def _probe(host: str, port: int, stop: Pipe) -> None:
             connection.close()
             status = 0
         seen.append((time.perf_counter() - start, status))
+
+    ask()
+    stop.send("ready")
+    while not stop.poll(PROBE_EVERY_S):
+        ask()
     stop.send(seen)
 
 
 @contextlib.contextmanager
 def readyz_watch(host: str, port: int) -> Iterator[list[tuple[float, int]]]:
-    """While inside, a separate process probes /readyz; the list fills with what it saw on exit."""
-    here, there = multiprocessing.get_context("spawn").Pipe()
-    prober = multiprocessing.get_context("spawn").Process(
-        target=_probe, args=(host, port, there), daemon=True
-    )
+    """While inside, a separate process probes /readyz; the list fills with what it saw on exit
+    (its first probe, made before the load starts, is left out)."""
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    prober = context.Process(target=_probe, args=(host, port, there), daemon=True)
     prober.start()
+    if not here.poll(60) or here.recv() != "ready":
+        prober.kill()
+        raise SystemExit("the /readyz prober did not start within 60 s")
     seen: list[tuple[float, int]] = []
     try:
         yield seen
     finally:
         here.send("stop")
-        seen.extend(here.recv())
+        seen.extend(here.recv()[1:])
         prober.join(timeout=30)
 
 
@@ -530,8 +542,8 @@ def one_round(scenario: str, url: str, pid: int | None, args: argparse.Namespace
     else:
         assert loads.burst is not None
         load_run = burst_load(host, port, loads.burst, args.clients or 250)
-    start = time.perf_counter()
     with readyz_watch(host, port) as probes:
+        start = time.perf_counter()
         answers = run_client(load_run)
         seconds = time.perf_counter() - start
     result = {"scenario": scenario, "load_average_at_start": round(load, 2)}
