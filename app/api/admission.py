@@ -12,12 +12,15 @@ only bound until a photo has been timed.
 
 A classify request takes its place when it arrives, before its body is read: reading
 and parsing a photo costs the event loop more than the refusal, and under a burst those
-costs queue behind each other. A shed request's body is still read, and thrown away,
-after the answer is sent: a client that writes its whole upload before it reads (Python's
-``urllib``, ``requests``) would otherwise find the connection closed under it and never
-see the 503. A waiting photo gives its place up as soon as its client disconnects, its
-time limit passes or the shutdown deadline comes. Work already running is told to stop at
-its next stage (a thread cannot be interrupted); its thread stays busy until it has.
+costs queue behind each other. When the client asked to close the connection after the
+answer, the rest of a shed upload is read and thrown away after the 503 is sent, and only
+then is the connection closed: a client that writes its whole upload before it reads
+(Python's ``urllib``) would otherwise find it closed under the upload and never see the
+503. (On a connection kept alive, uvicorn reads and drops the rest itself.)
+
+A waiting photo gives its place up as soon as its client disconnects, its time limit
+passes or the shutdown deadline comes. Work already running is told to stop at its next
+stage (a thread cannot be interrupted); its thread stays busy until it has.
 """
 
 from __future__ import annotations
@@ -233,8 +236,8 @@ class Admission:
 class AdmissionGate:
     """ASGI middleware: a POST to one of ``paths`` takes a place before its body is read, or is shed.
 
-    A shed request's declared body is read and discarded after the answer, for at most
-    ``discard_within_s`` seconds (see the module's docstring).
+    Before a connection that ends with a shed answer is closed, the request's declared body is
+    read and discarded, for at most ``discard_within_s`` seconds (see the module's docstring).
     """
 
     def __init__(
@@ -276,24 +279,29 @@ class AdmissionGate:
     async def _shed(
         self, shed: ProblemError, size: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        """Send the 503 now, then take in the rest of the upload before the answer ends.
+        """Send the 503 now; if the connection closes after it, take in the rest of the upload first.
 
-        The answer goes out whole (its body has a ``Content-Length``), so a client that reads
-        while it writes has it at once; only the end of the exchange waits for the upload. A
-        body of unknown length (chunked) is not waited for.
+        On a connection kept alive, uvicorn reads and drops the rest of the body itself once the
+        answer is complete. One the client asked to close (``urllib`` does) is closed as soon as
+        the answer ends, under an upload still arriving: so the answer goes out whole (its body
+        has a ``Content-Length``, and a client that reads while it writes has it at once), and
+        only the end of the exchange waits for the upload. A body of unknown length (chunked)
+        is not waited for.
         """
+        response = problem_response(shed.status, shed.detail, headers=shed.headers)
+        if not size or not _closes_after_answer(scope):
+            await response(scope, receive, send)
+            return
 
         async def send_unfinished(message: Message) -> None:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 message = {**message, "more_body": True}
             await send(message)
 
-        response = problem_response(shed.status, shed.detail, headers=shed.headers)
         await response(scope, receive, send_unfinished)
-        if size:
-            with suppress(TimeoutError):
-                async with asyncio.timeout(self.discard_within_s):
-                    await _discard_body(receive)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self.discard_within_s):
+                await _discard_body(receive)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -303,6 +311,18 @@ def _declared_length(scope: Scope) -> int | None:
         if name == b"content-length" and value.isdigit():
             return int(value)
     return None
+
+
+def _closes_after_answer(scope: Scope) -> bool:
+    """Whether the client ends the connection with this exchange: it says ``Connection: close``,
+    or speaks HTTP/1.0 without asking to keep the connection alive."""
+    tokens = {
+        token.strip().lower()
+        for name, value in scope["headers"]
+        if name == b"connection"
+        for token in value.split(b",")
+    }
+    return b"close" in tokens or (scope.get("http_version") == "1.0" and b"keep-alive" not in tokens)
 
 
 async def _discard_body(receive: Receive) -> None:
@@ -330,7 +350,8 @@ def install_admission(
 ) -> None:
     """Gate the POST routes in ``paths`` (those that classify a photo); answer ``ClientGone`` with a 499.
 
-    A shed upload is read and discarded for at most ``discard_within_s`` seconds.
+    A shed upload on a connection that then closes is read and discarded for at most
+    ``discard_within_s`` seconds first.
     """
     app.state.admission = admission
     app.add_middleware(
