@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, HttpUrl, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.pipeline.decode import DEFAULT_MAX_PIXELS
@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
 
     api_key: SecretStr | None = Field(None, description="When set, /v1/* requires this X-API-Key")
+    trainer_url: HttpUrl | None = Field(
+        None,
+        description="The trainer (enrolment service) as the browser reaches it; when set, the web page "
+        "offers to correct each face's answer there",
+    )
     host: str = "127.0.0.1"
     port: Port = 8000
     workers: int = Field(1, gt=0, description="Uvicorn worker processes; each holds its own model")

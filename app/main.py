@@ -23,7 +23,7 @@ from app.api.security import document_api_key, require_api_key
 from app.api.seed_compat import SEED_CLASSIFY_PATH
 from app.api.seed_compat import router as seed_router
 from app.api.telemetry import RequestTelemetry
-from app.api.web import install_web
+from app.api.web import install_web, origin
 from app.config import Settings, get_settings
 from app.model.host import ModelHost
 from app.service.metrics import Metrics
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(admin_router)
     app.include_router(seed_router)
-    install_web(app)
+    install_web(app, connect=(origin(settings.trainer_url),) if settings.trainer_url else ())
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTelemetry, metrics=metrics)  # outermost: sees every response, 413s included
     return app

@@ -44,10 +44,11 @@ import httpx
 from PIL import Image, ImageOps
 
 from app.artifact.manifest import load_manifest
-from enrolment.builder import build_version, check_published
+from enrolment.builder import build_version
 from enrolment.service import Enrolment
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
+from enrolment.versions import check_published
 from harness.processes import running_server
 from harness.trainer import kill_mid_change, trainer_env, wait_built
 

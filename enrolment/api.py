@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from app.api.body_limit import BodySizeLimit
@@ -27,20 +28,25 @@ from app.api.problems import (
 from app.api.schemas import Health
 from app.api.security import document_api_key, require_api_key
 from app.api.web import install_web
+from app.model.corrections import Verdict
+from app.pipeline.detect import Box
 from enrolment.builder import BuildResult
+from enrolment.records import CorrectionRequest, StoreError
 from enrolment.schemas import (
     BuildOut,
     Changed,
+    Corrected,
+    CorrectionOut,
     Erased,
     PeopleOut,
     PersonCreated,
     PersonOut,
     PhotoResult,
     PhotosAdded,
+    Undone,
 )
 from enrolment.service import Change, Enrolled, Enrolment
 from enrolment.settings import EnrolmentSettings
-from enrolment.store import StoreError
 
 PAGE_DIR = Path(__file__).resolve().parent / "static"
 
@@ -77,6 +83,11 @@ def _build(response: Response, revision: int, result: BuildResult | None) -> Bui
     return build
 
 
+async def _after(service: Enrolment, response: Response, revision: int) -> BuildOut:
+    """The build of a change that made ``revision``, waited for up to ``ENROL_WAIT_S``."""
+    return _build(response, revision, await run_in_threadpool(service.built, revision))
+
+
 def _answer(response: Response, change: Change) -> BuildOut | None:
     """The build of a change that may have changed nothing (None then)."""
     return None if change.revision is None else _build(response, change.revision, change.build)
@@ -111,7 +122,12 @@ async def create_person(
 async def list_people(service: Service) -> PeopleOut:
     people = await run_in_threadpool(service.store.people)
     last = service.builder.last
-    return PeopleOut(people=[PersonOut.of(p) for p in people], revision=last.revision, version=last.version)
+    return PeopleOut(
+        people=[PersonOut.of(p) for p in people],
+        revision=last.revision,
+        version=last.version,
+        blocked=service.blocked(people),
+    )
 
 
 @router.get("/people/{person_id}", response_model=PersonOut, responses=problem_responses(404))
@@ -166,7 +182,7 @@ async def bulk(
 )
 async def delete_photo(service: Service, response: Response, person_id: str, photo_id: str) -> Changed:
     revision = await run_in_threadpool(service.store.delete_photo, person_id, photo_id)
-    return Changed(build=_build(response, revision, await run_in_threadpool(service.built, revision)))
+    return Changed(build=await _after(service, response, revision))
 
 
 @router.delete(
@@ -177,8 +193,66 @@ async def delete_photo(service: Service, response: Response, person_id: str, pho
 )
 async def delete_person(service: Service, response: Response, person_id: str) -> Erased:
     revision, photos = await run_in_threadpool(service.store.delete_person, person_id)
-    build = _build(response, revision, await run_in_threadpool(service.built, revision))
-    return Erased(person_id=person_id, photos=photos, build=build)
+    return Erased(person_id=person_id, photos=photos, build=await _after(service, response, revision))
+
+
+@router.delete(
+    "/people/{person_id}/seeded",
+    response_model=Changed,
+    responses=problem_responses(404),
+    summary="Drop the reference embeddings a person was adopted with (their photos stay)",
+)
+async def drop_seeded(service: Service, response: Response, person_id: str) -> Changed:
+    revision = await run_in_threadpool(service.store.drop_seeded, person_id)
+    return Changed(build=await _after(service, response, revision))
+
+
+@router.post(
+    "/corrections",
+    response_model=Corrected,
+    responses={
+        **problem_responses(400, 404, 409, 413, 415, 422),
+        202: {"model": Corrected, "description": "Stored; the version is still building"},
+    },
+    summary="Correct one face of a classify answer: it is this person, or it is not",
+)
+async def correct(
+    service: Service,
+    response: Response,
+    file: Annotated[UploadFile, File(description="The photo, as it was sent to /v1/classify")],
+    person_id: Annotated[str, Form(description="Who the face is (verdict 'is') or is not ('is_not')")],
+    verdict: Annotated[Verdict, Form()],
+    x: Annotated[int, Form(ge=0, description="The face's box, as the classify answer gave it")],
+    y: Annotated[int, Form(ge=0)],
+    width: Annotated[int, Form(gt=0)],
+    height: Annotated[int, Form(gt=0)],
+    name: Annotated[
+        str | None,
+        Form(min_length=1, max_length=200, description="For someone new (verdict 'is'): enrol them"),
+    ] = None,
+    answered: Annotated[str | None, Form(max_length=200, description="What the service answered")] = None,
+    model_version: Annotated[
+        str | None, Form(max_length=200, description="The version that answered")
+    ] = None,
+) -> Corrected:
+    request = CorrectionRequest(person_id, verdict, Box(x, y, width, height), name, answered, model_version)
+    data = await file.read()
+    record, created, revision = await run_in_threadpool(
+        service.correct, file.filename or "photo", data, request
+    )
+    build = await _after(service, response, revision)
+    return Corrected(correction=CorrectionOut.of(record), person_created=created, build=build)
+
+
+@router.delete(
+    "/corrections/{correction_id}",
+    response_model=Undone,
+    responses=problem_responses(404),
+    summary="Undo a correction: its photo or its 'not this person' face is forgotten",
+)
+async def undo_correction(service: Service, response: Response, correction_id: str) -> Undone:
+    record, revision = await run_in_threadpool(service.store.undo_correction, correction_id)
+    return Undone(correction=CorrectionOut.of(record), build=await _after(service, response, revision))
 
 
 @router.get("/builds/{revision}", response_model=BuildOut, responses=problem_responses(404))
@@ -237,4 +311,13 @@ def create_enrolment_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         return Health(status="ok", detail=f"revision {last.revision}, version {last.version}")
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if (
+        settings.allowed_origins
+    ):  # outermost: refusals (401, 413) carry the headers the page needs to read them
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key"],
+        )
     return app

@@ -1,59 +1,54 @@
 """Turn the store into model versions: one builder thread, builds published atomically.
 
 Changes only bump the store's revision and wake the builder; it snapshots the store,
-fits a version on every enrolled photo with ``training.trained_artifact.fit_artifact`` (the
-CLI's code, embeddings from the cache), publishes it, and goes again if more changes
-came in meanwhile, so a burst of enrolments costs a build or two rather than one each.
-A single thread means builds never race one another; SQLite serialises the changes.
+fits a version on every example (``enrolment.examples``: enrolled photos, corrected faces,
+adopted reference embeddings) with ``training.trained_artifact.fit_artifact`` (the CLI's
+code, embeddings from the cache), publishes it, and goes again if more changes came in
+meanwhile, so a burst of enrolments costs a build or two rather than one each. A single
+thread means builds never race one another; SQLite serialises the changes.
+
+A store with nobody left in it (every person erased) publishes a version that knows
+nobody: every classify replica swaps it in like any other and answers ``unknown`` for
+every face, so an erasure takes effect everywhere without a restart.
 
 Publishing: the version is written into a hidden temporary folder, every file and the
 folder are fsynced, the folder is renamed into place, then ``LATEST`` is written the
 same way. A ``kill -9`` at any moment leaves the previous ``LATEST`` and only complete
 versions visible; the hidden leftovers are removed at the next start.
 
-After each build, versions this service published beyond the newest
-``retain_versions`` are removed, and so is every version (whoever built it) that
-holds a person erased after it was built.
+After each build, old versions are pruned (``enrolment.versions.prune``).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from app.artifact.manifest import (
-    LATEST,
-    MANIFEST,
-    ArtifactError,
-    ClassInfo,
-    Manifest,
-    load_manifest,
-    resolve_version_dir,
-    write_manifest,
-)
-from app.labelled.folders import Dataset, DatasetError, Photo
+from app.artifact.file_names import REPORT
+from app.artifact.manifest import LATEST, ClassInfo, Manifest, StageSpec, write_manifest
+from app.labelled.folders import Dataset, DatasetError
 from enrolment import durable
+from enrolment.examples import Examples, gather
 from enrolment.intake import Intake
+from enrolment.records import Snapshot
 from enrolment.settings import EnrolmentSettings
-from enrolment.store import Snapshot, Store
-from training.errors import TrainingInputError
-from training.faces import embed_photos, main_face_features, summarise_drops
+from enrolment.store import Store
+from enrolment.versions import ENROLMENT_ROOT, prune
+from training.cache import installed_versions
+from training.faces import summarise_drops
 from training.fitting import FitOptions
 from training.report import write_report
-from training.trained_artifact import fit_artifact
+from training.trained_artifact import LIBRARIES, fit_artifact
 
 log = logging.getLogger("enrolment")
 
 #: The svm search an enrolment build runs by default (ENROL_SEARCH=svm; see docs/enrolment.md).
 SVM_ONLY = frozenset({"svm"})
-#: ``dataset.root`` in the manifests of the versions this service builds.
-ENROLMENT_ROOT = "enrolment store"
 
 
 @dataclass(frozen=True)
@@ -77,55 +72,19 @@ def version_name(backend_dir: Path, revision: int) -> str:
 def build_version(snapshot: Snapshot, store: Store, intake: Intake, settings: EnrolmentSettings) -> str:
     """Fit and publish the version of ``snapshot``; return its name.
 
-    Raises TrainingInputError (a DatasetError) when the store holds nothing to train on.
+    Raises TrainingInputError (a DatasetError) when the examples cannot make a model (adopted
+    people whose embeddings the trainer's stages did not make; the cnn backend with one person).
     """
-    photos = [
-        Photo(store.photo_path(photo.id), person.id, photo.sha256)
-        for person in snapshot.people
-        for photo in person.photos
-    ]
-    faces, dropped = embed_photos(photos, intake.detector, intake.extractor, intake.cache, "enrol")
-    kept = [p for p in photos if p in faces]
-    if not kept:
-        raise TrainingInputError("no enrolled person has a photo with a face: nothing to train")
-    labels = {p.label for p in kept}
-    people = [p for p in snapshot.people if p.id in labels]
-    classes = [ClassInfo(id=p.id, name=p.name, character=p.character) for p in people]
-    dataset = Dataset(store.photos_dir, classes, kept, dropped)
+    examples = gather(snapshot, store, intake)
     backend_dir = settings.artifacts_dir / settings.backend
     backend_dir.mkdir(parents=True, exist_ok=True)
     version = version_name(backend_dir, snapshot.revision)
-    artifact = fit_artifact(
-        main_face_features([(p.label, faces[p]) for p in kept], intake.extractor.embedding),
-        np.array([p.label for p in kept]),
-        classes,
-        intake.detector,
-        intake.extractor,
-        FitOptions(settings.backend, search_models=SVM_ONLY if settings.search == "svm" else None),
-        version,
-        {
-            "root": ENROLMENT_ROOT,
-            "revision": snapshot.revision,
-            "fingerprint": dataset.fingerprint(),
-            "photos": len(kept),
-            "train_photos": len(kept),
-            "test_photos": 0,
-            "evaluation": "none",
-            "train_faces": len(kept),
-            "skipped": [f"{s.path.name}: {s.reason}" for s in dropped],
-            "skipped_counts": summarise_drops(dropped),
-        },
-    )
-    artifact.manifest.metrics["evaluation"] = {
-        "method": "none",
-        "why": "an enrolment build trains on every enrolled photo; no photo is held out",
-    }
     tmp = durable.temp_dir_beside(backend_dir / version)
     try:
-        pictures = {p.id: path for p in people if (path := store.picture_path(p)) is not None}
-        artifact.save(tmp, pictures, plots=False)  # no matplotlib plot per change (docs/enrolment.md)
-        write_report(artifact.manifest, tmp / "report.md")
-        write_manifest(tmp, artifact.manifest)
+        if len(examples.labels):
+            _write_model(tmp, version, examples, snapshot, store, intake, settings)
+        else:
+            _write_nobody(tmp, version, snapshot, store.id, intake, settings)
         durable.move_into_place(tmp, backend_dir / version)
     except BaseException:
         durable.remove_leftovers(backend_dir)
@@ -134,105 +93,92 @@ def build_version(snapshot: Snapshot, store: Store, intake: Intake, settings: En
     return version
 
 
-def prune(store: Store, settings: EnrolmentSettings) -> list[str]:
-    """Remove old versions of ours and any version holding an erased person; return their names."""
-    backend_dir = settings.artifacts_dir / settings.backend
-    ours = store.versions()
-    keep = set(list(ours)[: settings.retain_versions])
-    erasures = store.erasures()
-    latest_file = backend_dir / LATEST
-    latest = latest_file.read_text(encoding="utf-8").strip() if latest_file.is_file() else None
-    removed = []
-    for folder in sorted(backend_dir.iterdir()) if backend_dir.is_dir() else []:
-        if folder.name.startswith(".") or not (folder / MANIFEST).is_file():
-            continue
-        built_at = ours.get(folder.name, 0)  # 0: not built here (the committed default, say)
-        holds_erased = any(erasures.get(c, -1) > built_at for c in _class_ids(folder))
-        stale = folder.name in ours and folder.name not in keep and folder.name != latest
-        if holds_erased or stale:
-            if folder.name == latest:
-                # Nothing newer could be built (every person erased): no version is better than this one.
-                latest_file.unlink()
-                durable.fsync_dir(backend_dir)
-            durable.remove_dir(folder)
-            removed.append(folder.name)
-    store.forget_versions([v for v in removed if v in ours])
-    if removed:
-        log.info("removed versions %s", ", ".join(removed))
-    return removed
+def _write_model(
+    tmp: Path,
+    version: str,
+    examples: Examples,
+    snapshot: Snapshot,
+    store: Store,
+    intake: Intake,
+    settings: EnrolmentSettings,
+) -> None:
+    """Fit a version on the examples and write it, with its corrections, into ``tmp``."""
+    people = [p for p in snapshot.people if p.id in examples.people]
+    classes = [ClassInfo(id=p.id, name=p.name, character=p.character) for p in people]
+    dataset = Dataset(store.photos_dir, classes, examples.photos, examples.dropped)
+    artifact = fit_artifact(
+        examples.features,
+        examples.labels,
+        classes,
+        intake.detector,
+        intake.extractor,
+        FitOptions(settings.backend, search_models=SVM_ONLY if settings.search == "svm" else None),
+        version,
+        _summary(snapshot, examples, dataset.fingerprint(), store.id),
+    )
+    artifact.manifest.metrics["evaluation"] = {
+        "method": "none",
+        "why": "an enrolment build trains on every enrolled photo; no photo is held out",
+    }
+    pictures = {p.id: path for p in people if (path := store.picture_path(p)) is not None}
+    artifact.save(tmp, pictures, plots=False)  # no matplotlib plot per change (docs/enrolment.md)
+    if examples.corrections is not None:
+        examples.corrections.save(tmp)
+    write_report(artifact.manifest, tmp / REPORT)
+    write_manifest(tmp, artifact.manifest)
 
 
-def seed(settings: EnrolmentSettings) -> str | None:
-    """Copy ``seed_dir``'s current version in, if the artifacts folder has no ``LATEST`` yet.
-
-    Only on a first start (an empty volume): afterwards the folder is this service's, and a
-    seed version holding a person erased since must never come back. Returns what was copied.
-    """
-    backend_dir = settings.artifacts_dir / settings.backend
-    if settings.seed_dir is None or (backend_dir / LATEST).exists():
-        return None
-    try:
-        source = resolve_version_dir(settings.seed_dir, settings.backend)
-    except ArtifactError as exc:
-        log.warning("nothing to seed from: %s", exc)
-        return None
-    backend_dir.mkdir(parents=True, exist_ok=True)
-    tmp = durable.temp_dir_beside(backend_dir / source.name)
-    shutil.copytree(source, tmp)
-    durable.move_into_place(tmp, backend_dir / source.name)
-    durable.write_file(backend_dir / LATEST, (source.name + "\n").encode())
-    log.info("seeded %s from %s", backend_dir / source.name, source)
-    return source.name
-
-
-def reconcile(store: Store, settings: EnrolmentSettings) -> None:
-    """At start-up, make the versions table match the folders after a ``kill -9``.
-
-    Hidden leftovers go; a version published but not yet recorded is adopted; a recorded
-    version whose folder is gone is forgotten.
-    """
-    backend_dir = settings.artifacts_dir / settings.backend
-    for path in durable.remove_leftovers(backend_dir):
-        log.warning("removed %s, left by an interrupted build", path)
-    ours = store.versions()
-    store.forget_versions([v for v in ours if not (backend_dir / v).is_dir()])
-    for folder in sorted(backend_dir.iterdir()) if backend_dir.is_dir() else []:
-        manifest = _manifest(folder)
-        if folder.name not in ours and manifest and manifest.dataset.get("root") == ENROLMENT_ROOT:
-            store.record_version(folder.name, int(manifest.dataset["revision"]))
+def _write_nobody(
+    tmp: Path, version: str, snapshot: Snapshot, store_id: str, intake: Intake, settings: EnrolmentSettings
+) -> None:
+    """Write a version that knows nobody into ``tmp``: the store has no one with a usable face."""
+    tmp.mkdir()
+    manifest = Manifest(
+        backend=settings.backend,
+        version=version,
+        created=datetime.now(UTC),
+        classes=[],
+        detector=StageSpec(name=intake.detector.name, params=intake.detector.params),
+        features=StageSpec(name=intake.extractor.name, params=intake.extractor.params),
+        classifier={"architecture": "none: no one is enrolled"},
+        library_versions=installed_versions(LIBRARIES),
+        dataset={
+            "root": ENROLMENT_ROOT,
+            "store": store_id,
+            "revision": snapshot.revision,
+            "photos": 0,
+            "evaluation": "none",
+        },
+    )
+    (tmp / REPORT).write_text(
+        f"# Model {settings.backend}/{version}\n\n"
+        "Knows nobody: no one in the enrolment store has a usable face (every person erased, or none "
+        "enrolled with a photo). Every face is answered `unknown`.\n",
+        encoding="utf-8",
+    )
+    write_manifest(tmp, manifest)
 
 
-def check_published(settings: EnrolmentSettings) -> list[str]:
-    """What is wrong with the published versions (empty when all is well), as a loader sees them.
-
-    ``LATEST`` must name a version, and every visible version must verify against its
-    manifest; hidden temporaries are invisible to loaders and do not count.
-    """
-    backend_dir = settings.artifacts_dir / settings.backend
-    problems = []
-    try:
-        resolve_version_dir(settings.artifacts_dir, settings.backend)
-    except ArtifactError as exc:
-        problems.append(str(exc))
-    for folder in sorted(backend_dir.iterdir()) if backend_dir.is_dir() else []:
-        if folder.is_dir() and not folder.name.startswith("."):
-            try:
-                load_manifest(folder)
-            except ArtifactError as exc:
-                problems.append(str(exc))
-    return problems
-
-
-def _manifest(version_dir: Path) -> Manifest | None:
-    try:
-        return Manifest.model_validate_json((version_dir / MANIFEST).read_bytes())
-    except (OSError, ValueError):
-        return None
-
-
-def _class_ids(version_dir: Path) -> list[str]:
-    manifest = _manifest(version_dir)
-    return manifest.class_ids if manifest else []
+def _summary(snapshot: Snapshot, examples: Examples, fingerprint: str, store_id: str) -> dict[str, Any]:
+    """The manifest's ``dataset``: what the version learned from."""
+    corrections = examples.corrections
+    verdicts = Counter(corrections.verdicts.tolist()) if corrections is not None else Counter()
+    rows = len(examples.labels)
+    return {
+        "root": ENROLMENT_ROOT,
+        "store": store_id,
+        "revision": snapshot.revision,
+        "fingerprint": fingerprint,
+        "photos": len(examples.photos),
+        "train_photos": len(examples.photos),
+        "test_photos": 0,
+        "evaluation": "none",
+        "train_faces": rows,
+        "adopted_references": examples.adopted,
+        "corrections": {"is": verdicts["is"], "is_not": verdicts["is_not"]},
+        "skipped": [f"{s.path.name}: {s.reason}" for s in examples.dropped],
+        "skipped_counts": summarise_drops(examples.dropped),
+    }
 
 
 class Builder:
@@ -243,8 +189,11 @@ class Builder:
         self._wake = threading.Event()
         self._stop = False
         self._done = threading.Condition()
-        revision = store.published_revision()
-        self.last = BuildResult(revision, next(iter(store.versions()), None))
+        revision, version = store.published_revision(), next(iter(store.versions()), None)
+        adopted = store.adoption()
+        if adopted is not None and adopted[1] > revision:  # the served version is the store's until a change
+            version, revision = adopted
+        self.last = BuildResult(revision, version)
         self._thread = threading.Thread(target=self._run, name="enrolment-builder", daemon=True)
 
     def start(self) -> None:

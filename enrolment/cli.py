@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 def _check(settings: EnrolmentSettings) -> int:
     """Read-only: list the problems and exit 1, or exit 0. Unreferenced files are not problems
     (a crash leaves them; the trainer deletes them when it starts), but they are listed."""
-    from enrolment.builder import check_published
     from enrolment.store import Store
+    from enrolment.versions import check_published
 
     store = Store(settings.store_dir, settings.max_people)
     problems = check_published(settings) + store.check()

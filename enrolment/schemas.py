@@ -6,10 +6,42 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.api.schemas import BoxOut
+from app.model.corrections import Verdict
 from enrolment.builder import BuildResult
 from enrolment.intake import Outcome
+from enrolment.records import NegativeRecord, Person, PhotoRecord, PhotoSource, Seeded
 from enrolment.service import Enrolled
-from enrolment.store import Person, PhotoRecord
+
+
+class CorrectionOut(BaseModel):
+    """A verdict about one face of a photo, where it came from, and how to undo it."""
+
+    id: str
+    verdict: Verdict = Field(description="'is': the face is this person; 'is_not': it is not")
+    person_id: str
+    filename: str
+    box: BoxOut = Field(description="The face, in the photo's pixels, as the classify answer boxed it")
+    answered: str | None = Field(None, description="What the classify service had answered for the face")
+    model_version: str | None = Field(None, description="The version that gave that answer")
+    created: str
+    undo: str = Field(description="DELETE this to undo the correction")
+
+    @classmethod
+    def of(cls, record: PhotoRecord | NegativeRecord) -> CorrectionOut:
+        face = record.correction
+        assert face is not None
+        return cls(
+            id=record.id,
+            verdict="is_not" if isinstance(record, NegativeRecord) else "is",
+            person_id=record.person_id,
+            filename=record.filename,
+            box=BoxOut(**face.box.as_dict()),
+            answered=face.answered,
+            model_version=face.model_version,
+            created=record.created,
+            undo=f"/v1/corrections/{record.id}",
+        )
 
 
 class PhotoOut(BaseModel):
@@ -17,10 +49,43 @@ class PhotoOut(BaseModel):
     filename: str
     faces: int = Field(description="Faces found in the photo; with several, the build picks the person's")
     created: str
+    source: PhotoSource = Field(description="'upload': enrolled as a photo; 'correction': from a correction")
+    correction: CorrectionOut | None = Field(
+        None, description="For a correction: which face, what it corrected"
+    )
 
     @classmethod
     def of(cls, photo: PhotoRecord) -> PhotoOut:
-        return cls(id=photo.id, filename=photo.filename, faces=photo.faces, created=photo.created)
+        return cls(
+            id=photo.id,
+            filename=photo.filename,
+            faces=photo.faces,
+            created=photo.created,
+            source=photo.source,
+            correction=CorrectionOut.of(photo) if photo.correction is not None else None,
+        )
+
+
+class SeededOut(BaseModel):
+    """The reference embeddings a person was adopted with from a served version."""
+
+    version: str = Field(description="The version they were adopted from")
+    references: int = Field(description="Reference embeddings (that version's training faces of them)")
+    detector: str
+    features: str
+    labelled_by: str = Field(description="How each reference is known to be theirs")
+    created: str
+
+    @classmethod
+    def of(cls, seeded: Seeded) -> SeededOut:
+        return cls(
+            version=seeded.version,
+            references=seeded.count,
+            detector=seeded.detector.name,
+            features=seeded.features.name,
+            labelled_by=seeded.labelled_by,
+            created=seeded.created,
+        )
 
 
 class PersonOut(BaseModel):
@@ -30,6 +95,11 @@ class PersonOut(BaseModel):
     has_picture: bool
     created: str
     photos: list[PhotoOut]
+    negatives: list[CorrectionOut] = Field(
+        description="Faces users said are not this person, kept as 'not this person' examples"
+    )
+    seeded: SeededOut | None = Field(None, description="Set for a person adopted from a served version")
+    note: str | None = Field(None, description="What a user should know, such as: no photos to re-embed")
 
     @classmethod
     def of(cls, person: Person) -> PersonOut:
@@ -40,7 +110,20 @@ class PersonOut(BaseModel):
             has_picture=person.picture is not None,
             created=person.created,
             photos=[PhotoOut.of(p) for p in person.photos],
+            negatives=[CorrectionOut.of(n) for n in person.negatives],
+            seeded=SeededOut.of(person.seeded) if person.seeded is not None else None,
+            note=_note(person),
         )
+
+
+def _note(person: Person) -> str | None:
+    seeded = person.seeded
+    if seeded is None or person.photos:
+        return None
+    return (
+        f"adopted from version {seeded.version} with {seeded.count} reference embeddings and no photos: "
+        "if the detector or the embedding changes they cannot be re-embedded; add photos of them"
+    )
 
 
 class BuildOut(BaseModel):
@@ -100,7 +183,21 @@ class PersonCreated(BaseModel):
 class PeopleOut(BaseModel):
     people: list[PersonOut]
     revision: int
-    version: str | None = Field(description="The newest version this service published")
+    version: str | None = Field(description="The newest version this service published (or adopted)")
+    blocked: str | None = Field(
+        None, description="Why the next build would be refused, when it would (one line); else null"
+    )
+
+
+class Corrected(BaseModel):
+    correction: CorrectionOut
+    person_created: bool = Field(description="The correction named someone new, who was enrolled for it")
+    build: BuildOut
+
+
+class Undone(BaseModel):
+    correction: CorrectionOut
+    build: BuildOut
 
 
 class Erased(BaseModel):

@@ -17,10 +17,21 @@ from pathlib import Path, PurePosixPath
 from app.labelled.folders import CLASSES_FILE, IMAGE_SUFFIXES, SYSTEM_NAMES, scan
 from app.pipeline.decode import decode_photo
 from app.pipeline.errors import ImageError
-from enrolment.builder import Builder, BuildResult, reconcile, seed
+from enrolment.adoption import adopt
+from enrolment.builder import Builder, BuildResult
+from enrolment.examples import stale_reason
 from enrolment.intake import Checked, Intake, Outcome
+from enrolment.records import (
+    CorrectionRequest,
+    NegativeRecord,
+    Person,
+    PhotoRecord,
+    StoreError,
+    check_person_id,
+)
 from enrolment.settings import EnrolmentSettings
-from enrolment.store import PhotoRecord, Store, StoreError, check_person_id
+from enrolment.store import Store
+from enrolment.versions import reconcile, seed
 from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES
 
 #: Photos analysed at once: the detector and embedder use both cores of a small machine.
@@ -58,6 +69,7 @@ class Enrolment:
         self.store.recover()
         reconcile(self.store, settings)
         seed(settings)
+        adopt(self.store, settings)
         self.intake = Intake(
             DEFAULT_DETECTOR,
             DEFAULT_FEATURES,
@@ -95,6 +107,32 @@ class Enrolment:
             decode_photo(data, self.settings.max_pixels)
         except ImageError as exc:
             raise StoreError(415, f"picture: {exc}") from exc
+
+    def blocked(self, people: list[Person]) -> str | None:
+        """Why the next build of these people would be refused (adopted embeddings other stages made)."""
+        return stale_reason(people, self.intake)
+
+    def correct(
+        self, filename: str, data: bytes, request: CorrectionRequest
+    ) -> tuple[PhotoRecord | NegativeRecord, bool, int]:
+        """Store a verdict about one face of a photo: a photo of the person ("is"), or a face that
+        is not them ("is_not"). Returns what was stored, whether the person was created for it
+        ("is" with a ``name``, for someone new), and the revision."""
+        person_id = check_person_id(request.person_id)
+        new = not self.store.people(person_id)
+        if new and (request.verdict == "is_not" or request.name is None):  # 404 before any work
+            hint = "; give a name to enrol them from this face" if request.verdict == "is" else ""
+            raise StoreError(404, f"no person {person_id!r}{hint}")
+        photo = self.intake.locate(filename, data, request.box, request.answered, request.model_version)
+        if new and request.name is not None:
+            self.store.ensure_person(person_id, request.name)
+        if request.verdict == "is_not":
+            negative, revision = self.store.add_negative(person_id, photo)
+            return negative, new, revision
+        (stored,), revision = self.store.add_photos(person_id, [photo])
+        if stored is None:
+            raise StoreError(409, f"this photo is already one of {person_id!r}'s photos")
+        return stored, new, revision
 
     def add_photos(self, person_id: str, files: list[tuple[str, bytes]]) -> tuple[list[Enrolled], Change]:
         """Analyse and store photos of one existing person (several per request)."""

@@ -8,10 +8,10 @@ service's names, so one ``.env`` configures both sides the same way.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.config import PROJECT_ROOT, BackendName, LogLevel, Port
 from app.pipeline.decode import DEFAULT_MAX_PIXELS
@@ -62,6 +62,19 @@ class EnrolmentSettings(BaseSettings):
         description="svm: the model search tries the SVM grid and the few-photo rules (seconds); "
         "full: also logistic regression and random forest, as the CLI does (several times slower)",
     )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins of classify pages that may send corrections from the browser (CORS), "
+        "comma-separated, e.g. http://127.0.0.1:8000",
+    )
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("ENROL_HOST", "HOST"))
     port: Port = Field(8100, validation_alias=AliasChoices("ENROL_PORT", "PORT"))
     log_level: LogLevel = "INFO"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        """``ENROL_ALLOWED_ORIGINS=a,b`` as a list (an origin has no comma)."""
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value

@@ -69,6 +69,7 @@ def running_server(
     ready: Callable[[ServerURL], bool] | None = None,
     timeout: float = 120.0,
     poll_s: float = 0.2,
+    port: int | None = None,
 ) -> Iterator[ServerURL]:
     """Start ``python -m <module> serve`` on a free loopback port; yield its base URL; stop it.
 
@@ -77,10 +78,11 @@ def running_server(
     every ``poll_s`` seconds: by default (``answers("/readyz")``) once the model is loaded;
     ``answers("/livez")`` for a server that is expected never to become ready. Its ``pid`` is
     the server process (with ``WORKERS`` > 1, uvicorn's supervisor, whose children are the
-    workers). Everything the server prints goes to ``log_path``.
+    workers). Everything the server prints goes to ``log_path``. ``port`` is chosen beforehand
+    when another process must know the URL first (default: a free one).
     """
     ready = ready or answers("/readyz")
-    port = free_port()
+    port = port or free_port()
     environment = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(

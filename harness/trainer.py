@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 
 from app.artifact.file_names import LATEST
-from enrolment.builder import check_published
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
+from enrolment.versions import check_published
 from harness.processes import running_server
 
 

@@ -255,7 +255,9 @@ check_enrolment() { # the trainer enrols a person; the api serves the new versio
         die "$person is gone after down && up"
     served=$(curl -s -H "X-API-Key: $key" "http://127.0.0.1:$PORT/v1/models" | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
     [[ $served == "$version" ]] || die "after down && up the api serves $served, not $version"
-    log "ok: after docker-compose down && up: $person still enrolled, the api serves $version"
+    known=$(curl -s -H "X-API-Key: $key" "http://127.0.0.1:$PORT/v1/models" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["classes"]))')
+    [[ $known == 6 ]] || die "the api's model knows $known people, not the default model's five and $person"
+    log "ok: after docker-compose down && up: $person still enrolled beside the five adopted, the api serves $version"
 }
 
 kill_and_up() { # docker kill is a manual stop: the engine does not restart it; compose up does

@@ -31,9 +31,9 @@ from app.labelled.folders import IMAGE_SUFFIXES
 from app.main import create_app
 from app.model.unknown import l2_normalise
 from enrolment.api import create_enrolment_app
-from enrolment.builder import check_published, seed
 from enrolment.settings import EnrolmentSettings
 from enrolment.store import Store
+from enrolment.versions import check_published, seed
 from harness.trainer import kill_mid_change, trainer_env, wait_built
 from tests.conftest import ARTIFACTS, LabelledPhoto, wait_ready
 from tests.fresh_python import run_module
@@ -393,6 +393,14 @@ def test_compose_gives_the_trainer_the_volumes_and_the_api_a_read_only_view() ->
     assert trainer["command"][:3] == ["python", "-m", "enrolment"]
     assert trainer["environment"]["ENROL_STORE_DIR"].startswith("/data/")
     assert trainer["read_only"] and trainer["cap_drop"] == ["ALL"]
+    # The api's page sends corrections to the trainer where the browser reaches it, from an origin
+    # the trainer allows.
+    assert api["environment"]["TRAINER_URL"] == "http://127.0.0.1:${TRAINER_PORT:-8100}"
+    assert trainer["ports"] == ["127.0.0.1:${TRAINER_PORT:-8100}:8100"]
+    allowed = trainer["environment"]["ENROL_ALLOWED_ORIGINS"].split(",")
+    assert "http://127.0.0.1:${HOST_PORT:-8000}" in allowed and api["ports"] == [
+        "127.0.0.1:${HOST_PORT:-8000}:8000"
+    ]
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -25,7 +25,11 @@ def detect_and_extract(
     data: bytes, detector: FaceDetector, extractor: FeatureExtractor, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> PhotoFaces:
     """Every face in one photo's bytes and its feature row, decoded as the service decodes uploads."""
-    rgb = decode_photo(data, max_pixels, min_side=detector.max_side).rgb
+    return faces_in(decode_photo(data, max_pixels, min_side=detector.max_side).rgb, detector, extractor)
+
+
+def faces_in(rgb: np.ndarray, detector: FaceDetector, extractor: FeatureExtractor) -> PhotoFaces:
+    """Every face in decoded pixels and its feature row."""
     faces = tuple(detector.detect(rgb))
     return PhotoFaces(faces, extractor.extract([extractor.crop(rgb, face) for face in faces]))
 

@@ -121,7 +121,7 @@ def fit_artifact(
                 if threshold.class_thresholds is None
                 else np.array([threshold.class_thresholds[str(label)] for label in labels], np.float32)
             )
-            unknown = UnknownRule(features, threshold.threshold, per_face)
+            unknown = UnknownRule(features, threshold.threshold, per_face, labels)
     manifest = Manifest(
         backend=options.backend,
         version=version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),

@@ -7,17 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.api.deps import AdmissionDep, InferenceDep, ModelHostDep, ReadyModelDep
+from app.api.deps import AdmissionDep, InferenceDep, ModelHostDep, ReadyModelDep, SettingsDep
 from app.api.problems import ProblemError, problem_response, problem_responses
 from app.api.schemas import (
     BoxOut,
     ClassifyResponse,
     ClassOut,
+    CorrectionRef,
     FaceOut,
     Health,
     ImageSize,
     ModelInfo,
     ModelRef,
+    PageSettings,
 )
 from app.backends import describe_model
 from app.model.recognizer import Recognition, Recognizer
@@ -67,6 +69,9 @@ def to_response(model: Recognizer, result: Recognition) -> ClassifyResponse:
                 confidence=round(f.confidence, 6),
                 probabilities={k: round(v, 6) for k, v in f.probabilities.items()},
                 quality=f.quality,
+                correction=CorrectionRef(verdict=f.correction.verdict, person=f.correction.person)
+                if f.correction
+                else None,
             )
             for f in result.faces
         ],
@@ -121,6 +126,18 @@ async def class_picture(class_id: str, model: ReadyModelDep) -> FileResponse:
     if path is None or not path.is_file():
         raise ProblemError(404, f"class {class_id!r} has no picture")
     return FileResponse(path, media_type="image/jpeg")
+
+
+@router.get(
+    "/page-settings",
+    response_model=PageSettings,
+    tags=["web"],
+    summary="What the web page needs besides the model: where the trainer is, if anywhere",
+)
+async def page_settings(settings: SettingsDep) -> PageSettings:
+    """Open, as the page itself is: it holds no secret, only where corrections go."""
+    url = settings.trainer_url
+    return PageSettings(trainer_url=str(url).rstrip("/") if url else None)
 
 
 @router.get("/livez", response_model=Health, tags=["health"], summary="The process is up")

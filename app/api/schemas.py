@@ -27,18 +27,33 @@ class BoxOut(BaseModel):
     height: int
 
 
+class CorrectionRef(BaseModel):
+    """A user's correction that decided a face's label (the trainer's ``POST /v1/corrections``)."""
+
+    verdict: Literal["is", "is_not"] = Field(
+        description="'is': the face is nearer to a face corrected as this person than to any training "
+        "face; 'is_not': nearer to a face corrected as not this person than to any of theirs"
+    )
+    person: str = Field(examples=["elijah_wood"])
+
+
 class FaceOut(BaseModel):
     box: BoxOut
     label: str = Field(
         description="The best class id, or 'unknown' when the face matches none of them",
         examples=["elijah_wood"],
     )
-    confidence: float = Field(ge=0, le=1, description="Probability of the best class")
+    confidence: float = Field(
+        ge=0, le=1, description="Probability of the best class (0 when the model knows nobody)"
+    )
     probabilities: dict[str, float] = Field(description="Probability of every class, in class order")
     quality: Literal["good", "low"] = Field(
         "good",
         description="'low': the face is under 32 px high where it was analysed, too small for a "
         "reliable name; such faces mostly come back 'unknown'",
+    )
+    correction: CorrectionRef | None = Field(
+        None, description="Set when a user's correction near this face decided its label"
     )
 
 
@@ -76,3 +91,11 @@ class ModelInfo(BaseModel):
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
     detail: str | None = None
+
+
+class PageSettings(BaseModel):
+    """What the web page needs to know besides the model."""
+
+    trainer_url: str | None = Field(
+        None, description="The trainer the page sends corrections to (TRAINER_URL); null: no corrections"
+    )

@@ -22,6 +22,10 @@ KERAS_MODEL = "model.keras"
 REFERENCES = "references.npy"
 #: One threshold per training face (its person's), when people's thresholds differ.
 REFERENCE_THRESHOLDS = "reference_thresholds.npy"
+#: The class id of each training face, row for row with the references.
+REFERENCE_LABELS = "reference_labels.npy"
+#: Faces users corrected ("this is P", "this is not P"), when a version has any (app/model/corrections.py).
+CORRECTIONS = "corrections.npz"
 
 #: For people: the training report and its plots.
 REPORT = "report.md"

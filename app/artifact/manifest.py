@@ -10,6 +10,7 @@ model is never served.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,10 @@ class StageSpec(BaseModel):
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    def names(self, name: str, params: dict[str, Any]) -> bool:
+        """Whether a stage of this name and parameters is this one (parameters compared as JSON)."""
+        return self.name == name and json.loads(json.dumps(params)) == self.params
 
 
 class UnknownSpec(BaseModel):

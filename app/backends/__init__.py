@@ -53,9 +53,21 @@ def describe_model(manifest: Manifest) -> str:
     The manifest's ``classifier.architecture`` names the model training chose; a version
     written before that field existed falls back to the backend's description.
     """
+    if not manifest.classes:
+        return "no classifier: the model knows nobody, so every face is unknown"
     classifier = manifest.classifier.get("architecture") or BACKENDS.describe(manifest.backend)
     return f"{classifier} on {FEATURES.describe(manifest.features.name)}"
 
 
+class KnowsNobody:
+    """The classifier of a version without classes (every person erased): no probability columns."""
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.zeros((len(features), 0), np.float32)
+
+
 def load_classifier(version_dir: Path, manifest: Manifest) -> Classifier:
+    """The version's classifier; a version that knows nobody has no model file and needs none."""
+    if not manifest.classes:
+        return KnowsNobody()
     return BACKENDS.load(manifest.backend).load(version_dir, manifest)

@@ -17,6 +17,8 @@ import numpy as np
 from app.artifact.manifest import resolve_version_dir
 from app.config import Settings
 from app.model.recognizer import Recognizer
+from app.pipeline.detect import FaceDetector
+from app.pipeline.features import FeatureExtractor
 
 log = logging.getLogger("app.model")
 
@@ -64,7 +66,7 @@ class ModelHost:
                 )
                 if version is None and s.model_version is None:
                     self._followed = version_dir
-                recognizer = load_recognizer(s, version_dir)
+                recognizer = load_recognizer(s, version_dir, self._stages())
             except Exception as exc:
                 if self._current is None:
                     self.error = f"{type(exc).__name__}: {exc}"
@@ -76,6 +78,12 @@ class ModelHost:
                 raise
             self.serve(recognizer)
             return recognizer
+
+    def _stages(self) -> tuple[FaceDetector, FeatureExtractor] | None:
+        """The served model's detector and embedder, which a new version reuses when it names the
+        same ones: a swap then loads the classifier and references only, not the networks again."""
+        current = self._current
+        return (current.detector, current.extractor) if current is not None else None
 
     def serve(self, recognizer: Recognizer) -> None:
         """Make a complete, warmed-up model current: what ``load`` ends with.
@@ -93,9 +101,14 @@ class ModelHost:
         )
 
 
-def load_recognizer(settings: Settings, version_dir: Path | None = None) -> Recognizer:
+def load_recognizer(
+    settings: Settings,
+    version_dir: Path | None = None,
+    stages: tuple[FaceDetector, FeatureExtractor] | None = None,
+) -> Recognizer:
     """A version as ``settings`` ask to serve it, verified and warmed up; by default the one
-    they name (``MODEL_VERSION``, else what ``LATEST`` names now).
+    they name (``MODEL_VERSION``, else what ``LATEST`` names now). ``stages`` are loaded ones
+    it may reuse (``Recognizer.from_artifact``).
 
     What a batch job loads once (``python -m app classify``, a Ray actor). A service goes
     through ``ModelHost.load``, which also follows ``LATEST``, logs, and keeps the last good model.
@@ -109,6 +122,7 @@ def load_recognizer(settings: Settings, version_dir: Path | None = None) -> Reco
         detector=settings.face_detector,
         unknown_threshold=settings.unknown_threshold,
         max_faces=settings.max_faces,
+        stages=stages,
     )
     warm_up(recognizer)
     return recognizer

@@ -6,7 +6,6 @@ this one class, so what is measured is what is served.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +16,10 @@ from typing import Literal
 
 import numpy as np
 
+from app.artifact.file_names import CORRECTIONS, REFERENCE_LABELS
 from app.artifact.manifest import ArtifactError, Manifest, StageSpec, load_manifest
 from app.backends import Classifier, load_classifier
+from app.model.corrections import Corrected, Correction, Corrections
 from app.model.unknown import UnknownRule
 from app.pipeline.decode import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
@@ -47,6 +48,8 @@ class FaceResult:
     probabilities: dict[str, float]
     #: "low" for a face too small for a reliable name (see LOW_QUALITY_HEIGHT), else "good".
     quality: Quality = "good"
+    #: The user's correction that decided the label (app/model/corrections.py), if one did.
+    correction: Correction | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Recognizer:
         unknown: UnknownRule | None = None,
         max_faces: int = 20,
         version_dir: Path | None = None,
+        corrections: Corrections | None = None,
     ) -> None:
         self.manifest = manifest
         #: The artifact folder the model came from (class pictures live there); None for a
@@ -80,6 +84,9 @@ class Recognizer:
         self.unknown = unknown
         self.max_faces = max_faces
         self.classes = manifest.class_ids
+        if corrections is not None and (unknown is None or unknown.labels is None):
+            raise ArtifactError("corrections need the unknown rule's references and their class ids")
+        self.corrections = corrections
 
     @classmethod
     def from_artifact(
@@ -106,7 +113,8 @@ class Recognizer:
                 raise ArtifactError(f"{version_dir}: the nearest_distance rule has no threshold")
             # UNKNOWN_THRESHOLD, when set, is one threshold for everybody.
             per_class = unknown_threshold is None and manifest.unknown.class_thresholds is not None
-            unknown = UnknownRule.load(version_dir, threshold, per_reference=per_class)
+            labelled = REFERENCE_LABELS in manifest.files
+            unknown = UnknownRule.load(version_dir, threshold, per_reference=per_class, labelled=labelled)
         elif unknown_threshold is not None:
             log.warning(
                 "UNKNOWN_THRESHOLD is ignored: %s features have no unknown rule", manifest.features.name
@@ -130,6 +138,7 @@ class Recognizer:
             unknown,
             max_faces,
             version_dir,
+            Corrections.load(version_dir) if CORRECTIONS in manifest.files else None,
         )
 
     def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPhoto:
@@ -191,24 +200,37 @@ class Recognizer:
         return sorted(keep, key=lambda f: (f.box.x, f.box.y)), True
 
     def classify(self, faces: list[Detection], features: np.ndarray) -> list[FaceResult]:
-        """Label detected faces from their feature rows; public so training can score cached features."""
+        """Label detected faces from their feature rows; public so training can score cached features.
+
+        A version that knows nobody (every person erased) answers ``unknown`` for every face.
+        """
         probabilities = self.classifier.predict_proba(features)
+        if not self.classes:
+            return [
+                self._face(face, row, Corrected(UNKNOWN, None))
+                for face, row in zip(faces, probabilities, strict=True)
+            ]
         unknown = (
             self.unknown.is_unknown(features) if self.unknown is not None else np.zeros(len(faces), bool)
         )
-        results = []
-        for face, row, is_unknown in zip(faces, probabilities, unknown, strict=True):
-            best = int(np.argmax(row))
-            results.append(
-                FaceResult(
-                    box=face.box,
-                    label=UNKNOWN if is_unknown else self.classes[best],
-                    confidence=float(row[best]),
-                    probabilities={c: float(p) for c, p in zip(self.classes, row, strict=True)},
-                    quality="low" if face.box.height < LOW_QUALITY_HEIGHT else "good",
-                )
-            )
-        return results
+        labels = [self.classes[b] for b in probabilities.argmax(axis=1)]
+        decided = (
+            self.corrections.apply(features, labels, unknown, self.unknown, UNKNOWN)
+            if self.corrections is not None and self.unknown is not None
+            else [Corrected(UNKNOWN if u else label, None) for label, u in zip(labels, unknown, strict=True)]
+        )
+        return [self._face(f, row, d) for f, row, d in zip(faces, probabilities, decided, strict=True)]
+
+    def _face(self, face: Detection, probabilities: np.ndarray, answer: Corrected) -> FaceResult:
+        """One face's result: its label as decided, the best class's probability as confidence."""
+        return FaceResult(
+            box=face.box,
+            label=answer.label,
+            confidence=float(probabilities.max()) if probabilities.size else 0.0,
+            probabilities={c: float(p) for c, p in zip(self.classes, probabilities, strict=True)},
+            quality="low" if face.box.height < LOW_QUALITY_HEIGHT else "good",
+            correction=answer.correction,
+        )
 
 
 @contextmanager
@@ -222,5 +244,5 @@ def _stage(name: str, timings: dict[str, float], observe: StageObserver | None) 
 
 
 def _same_stage(stage: FaceDetector | FeatureExtractor, spec: StageSpec) -> bool:
-    """Whether a loaded stage is the one a manifest names (parameters compared as JSON stores them)."""
-    return stage.name == spec.name and json.loads(json.dumps(stage.params)) == spec.params
+    """Whether a loaded stage is the one a manifest names."""
+    return spec.names(stage.name, stage.params)

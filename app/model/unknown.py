@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.artifact.file_names import REFERENCE_THRESHOLDS, REFERENCES
+from app.artifact.file_names import REFERENCE_LABELS, REFERENCE_THRESHOLDS, REFERENCES
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -37,13 +37,22 @@ class UnknownRule:
 
     ``reference_thresholds`` (one per reference) replaces the single threshold when people's
     differ: a face is known when it is within *that reference's* threshold of some reference.
+    ``labels`` (one class id per reference) say whose face each reference is; versions written
+    before they were stored have none.
     """
 
     def __init__(
-        self, references: np.ndarray, threshold: float, reference_thresholds: np.ndarray | None = None
+        self,
+        references: np.ndarray,
+        threshold: float,
+        reference_thresholds: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ) -> None:
         self.references = l2_normalise(references.astype(np.float32))
         self.threshold = threshold
+        self.labels = None if labels is None else np.asarray(labels, dtype=str)
+        if self.labels is not None and self.labels.shape != (len(self.references),):
+            raise ValueError(f"{len(self.references)} references but {self.labels.shape} labels")
         # What nearest_distance would normalise on every call (bit for bit the same), done once:
         # Once per model, not once per face: the references are many rows of 512.
         self._unit_references = l2_normalise(self.references)
@@ -58,24 +67,34 @@ class UnknownRule:
             )
 
     @classmethod
-    def load(cls, version_dir: Path, threshold: float, per_reference: bool = False) -> UnknownRule:
-        """``per_reference``: read each reference's threshold too (the manifest has class thresholds)."""
+    def load(
+        cls, version_dir: Path, threshold: float, per_reference: bool = False, labelled: bool = False
+    ) -> UnknownRule:
+        """``per_reference``: read each reference's threshold too (the manifest has class thresholds);
+        ``labelled``: read each reference's class id (the version lists the file)."""
         references = np.load(version_dir / REFERENCES, allow_pickle=False)
         thresholds = (
             np.load(version_dir / REFERENCE_THRESHOLDS, allow_pickle=False) if per_reference else None
         )
-        return cls(references, threshold, thresholds)
+        labels = np.load(version_dir / REFERENCE_LABELS, allow_pickle=False) if labelled else None
+        return cls(references, threshold, thresholds, labels)
 
     def save(self, version_dir: Path) -> None:
         np.save(version_dir / REFERENCES, self.references, allow_pickle=False)
         if self.reference_thresholds is not None:
             np.save(version_dir / REFERENCE_THRESHOLDS, self.reference_thresholds, allow_pickle=False)
+        if self.labels is not None:
+            np.save(version_dir / REFERENCE_LABELS, self.labels, allow_pickle=False)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         return _nearest_to_unit(features, self._unit_references)
 
+    def reference_distances(self, features: np.ndarray) -> np.ndarray:
+        """Cosine distance from each row to every reference: ``(rows, references)``."""
+        return 1.0 - l2_normalise(features) @ self._unit_references.T
+
     def is_unknown(self, features: np.ndarray) -> np.ndarray:
         if self.reference_thresholds is None:
             return self.distances(features) > self.threshold
-        distances = 1.0 - l2_normalise(features) @ self._unit_references.T
-        return ~(distances <= self.reference_thresholds).any(axis=1)
+        within = self.reference_distances(features) <= self.reference_thresholds
+        return ~np.any(within, axis=1)

@@ -1,6 +1,7 @@
 // The page of hobbit-classifier: pick or drop a photo, classify it with POST /v1/classify,
 // box every face on the photo and show a card per face. Plain JS, no library, nothing
-// loaded from the internet.
+// loaded from the internet. With a trainer configured (TRAINER_URL), each card also offers
+// to correct its answer (teach.js).
 "use strict";
 
 (function () {
@@ -32,8 +33,10 @@
     previewUrl: null, // an object URL for the preview; revoked when replaced
     classes: new Map(), // class id -> {id, name, character, picture_url}, from GET /v1/models
     faces: [], // the faces of the last answer
+    version: null, // the model version that gave it
     current: 0, // index of the face shown
     busy: false,
+    teacher: null, // corrections to the trainer (teach.js), when the service names one
   };
 
   // ---- Messages --------------------------------------------------------------------
@@ -121,7 +124,9 @@
       const info = await response.json();
       state.classes = new Map(info.classes.map((c) => [c.id, c]));
       const names = info.classes.map((c) => c.name).join(", ");
-      ui.modelLine.textContent = "Knows " + info.classes.length + " people: " + names + ".";
+      ui.modelLine.textContent = info.classes.length
+        ? "Knows " + info.classes.length + " people: " + names + "."
+        : "Knows nobody yet: every face is unknown.";
       // Faces already shown get their names and pictures now.
       if (state.faces.length) renderResults();
     } catch (_) {
@@ -208,7 +213,8 @@
 
   // ---- Classifying ------------------------------------------------------------------
 
-  async function classify() {
+  // Resolves once the answer is shown (or the failure said); ``keepFace`` stays on the face shown.
+  async function classify(keepFace = false) {
     if (!state.file || state.busy) return;
     state.busy = true;
     ui.classify.disabled = true;
@@ -237,7 +243,8 @@
       const answer = await response.json();
       state.faces = answer.faces;
       state.image = answer.image;
-      state.current = 0;
+      state.version = answer.model.version;
+      if (!keepFace) state.current = 0;
       if (!answer.faces.length) {
         showMessage("no-face", "No face found in this photo.", "Try a photo where faces are larger, lit and facing the camera.");
         return;
@@ -255,7 +262,7 @@
     }
   }
 
-  ui.classify.addEventListener("click", classify);
+  ui.classify.addEventListener("click", () => classify());
 
   // ---- Showing the faces ------------------------------------------------------------
 
@@ -353,6 +360,16 @@
     }
     if (face.quality === "low") confidence.textContent += " Small face: low quality.";
     titles.append(number, name, confidence);
+    if (face.correction) {
+      const corrected = document.createElement("p");
+      corrected.className = "corrected";
+      const who = shortName(face.correction.person);
+      corrected.textContent =
+        face.correction.verdict === "is"
+          ? "Answered by a correction: this face, or one very like it, was said to be " + who + "."
+          : "Answered by a correction: this face, or one very like it, was said not to be " + who + ".";
+      titles.append(corrected);
+    }
     head.append(titles);
     card.append(head);
 
@@ -383,6 +400,7 @@
         list.append(item);
       });
     card.append(list);
+    if (state.teacher) card.append(state.teacher.controls(face, i));
     return card;
   }
 
@@ -439,5 +457,29 @@
   if ("ResizeObserver" in window) new ResizeObserver(layoutOverlay).observe(ui.photo);
   window.addEventListener("resize", layoutOverlay);
 
+  // Where the trainer is, if anywhere: then each card offers to correct its answer.
+  async function loadPageSettings() {
+    try {
+      const settings = await (await fetch("/page-settings")).json();
+      state.teacher = window.createTeacher
+        ? window.createTeacher({
+            trainerUrl: settings.trainer_url,
+            file: () => state.file,
+            version: () => state.version,
+            classes: () => state.classes,
+            shortName,
+            authHeaders,
+            loadModel,
+            classify: () => classify(true),
+            say: showMessage,
+          })
+        : null;
+      if (state.faces.length) renderResults();
+    } catch (_) {
+      state.teacher = null; // an older service without the route: no corrections
+    }
+  }
+
   loadModel();
+  loadPageSettings();
 })();

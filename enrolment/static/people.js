@@ -1,4 +1,6 @@
 // The trainer's people page: list, add (with photos) and delete people through /v1/people.
+// It says where each person's examples came from (photos, corrections, embeddings adopted from
+// the served model) and why the next build would be refused, when it would.
 // The API key stays in this tab (sessionStorage) and goes in the X-API-Key header.
 "use strict";
 
@@ -38,6 +40,8 @@ async function refresh() {
     $("model-line").textContent = data.version
       ? `${data.people.length} people; model ${data.version}`
       : `${data.people.length} people; no model published yet`;
+    $("blocked").textContent = data.blocked ? `The next build will be refused: ${data.blocked}` : "";
+    $("blocked").hidden = !data.blocked;
     const rows = $("people");
     rows.replaceChildren();
     for (const person of data.people) {
@@ -48,6 +52,7 @@ async function refresh() {
         cell.textContent = text;
         row.append(cell);
       }
+      row.lastChild.append(...examples(person));
       const cell = document.createElement("td");
       const remove = document.createElement("button");
       remove.type = "button";
@@ -62,6 +67,24 @@ async function refresh() {
   } catch (error) {
     $("model-line").textContent = `Cannot list people: ${error.message}`;
   }
+}
+
+// Where a person's examples came from, beside their photo count, and what to know about them.
+function examples(person) {
+  const parts = [];
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  const corrected = person.photos.filter((p) => p.source === "correction").length;
+  if (corrected) parts.push(plural(corrected, "from a correction", "from corrections"));
+  if (person.negatives.length) parts.push(plural(person.negatives.length, "face marked not them", "faces marked not them"));
+  if (person.seeded) parts.push(`${person.seeded.references} embeddings adopted from ${person.seeded.version}`);
+  const nodes = parts.length ? [document.createTextNode(` (${parts.join("; ")})`)] : [];
+  if (person.note) {
+    const note = document.createElement("span");
+    note.className = "note";
+    note.textContent = person.note;
+    nodes.push(note);
+  }
+  return nodes;
 }
 
 async function erase(person) {

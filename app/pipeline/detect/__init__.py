@@ -57,6 +57,17 @@ class Box:
     def moved(self, dx: int, dy: int) -> Box:
         return replace(self, x=self.x + dx, y=self.y + dy)
 
+    def intersection(self, other: Box) -> int:
+        """The area two boxes share, 0 when they do not meet."""
+        w = min(self.x + self.width, other.x + other.width) - max(self.x, other.x)
+        h = min(self.y + self.height, other.y + other.height) - max(self.y, other.y)
+        return w * h if w > 0 and h > 0 else 0
+
+    def iou(self, other: Box) -> float:
+        """Intersection over union: 1 for the same box, 0 for boxes that do not meet."""
+        inter = self.intersection(other)
+        return inter / (self.area + other.area - inter) if inter else 0.0
+
 
 @dataclass(frozen=True)
 class Detection:

@@ -52,25 +52,13 @@ def _overlaps(a: Box, b: Box, iou: float) -> bool:
     was found elsewhere, whose IoU with the whole face is small; the third, the same
     small face boxed a few pixels apart by two tiles, at low scores.
     """
-    inter = _intersection(a, b)
+    inter = a.intersection(b)
     return inter > 0 and (
         inter / (a.area + b.area - inter) > iou
         or inter / min(a.area, b.area) > 0.6
         or _centre_inside(a, b)
         or _centre_inside(b, a)
     )
-
-
-def _intersection(a: Box, b: Box) -> int:
-    """The area two boxes share, 0 when they do not meet."""
-    w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
-    h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
-    return w * h if w > 0 and h > 0 else 0
-
-
-def _iou(a: Box, b: Box) -> float:
-    inter = _intersection(a, b)
-    return inter / (a.area + b.area - inter) if inter else 0.0
 
 
 def _centre_inside(a: Box, b: Box) -> bool:
@@ -97,7 +85,7 @@ def novel(
     for face in sorted(candidates, key=lambda f: -f.score):
         if any(_overlaps(face.box, k.box, iou) for k in (*known, *new)):
             continue
-        if any(_iou(face.box, r.box) > iou for r in rejected):
+        if any(face.box.iou(r.box) > iou for r in rejected):
             continue
         if confirm is None or confirm(face):
             new.append(face)
