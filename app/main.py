@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_host = ModelHost(settings, on_load=metrics.set_model)
     install_problem_handlers(app)
     admission = Admission(settings.inference_threads, settings.max_queue, metrics, settings.max_queue_wait_s)
-    install_admission(app, admission, CLASSIFY_PATHS)
+    install_admission(app, admission, CLASSIFY_PATHS, discard_within_s=settings.request_timeout_s)
     document_problems(app)
     document_api_key(app)
     app.include_router(router)

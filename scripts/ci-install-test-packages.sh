@@ -2,13 +2,15 @@
 # Debian packages the test suite needs that a fresh CI machine lacks, installed only if missing:
 # - chromium, with the fonts the page and docs/screenshot.png are drawn in, for the browser tests
 #   (tests/test_web.py; Playwright's own browser download cannot work here, apt's package can);
-# - nginx-light, the reverse proxy in front of two replicas (tests/test_replicas.py).
-# Idempotent and quiet: one apt-get update, and nothing at all when both are present.
+# - nginx-light, the reverse proxy in front of two replicas (tests/test_replicas.py);
+# - curl, one of the clients that must read a shed answer (tests/test_admission.py).
+# Idempotent and quiet: one apt-get update, and nothing at all when all are present.
 set -euo pipefail
 
 missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium fonts-dejavu-core fonts-liberation)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi

@@ -1,13 +1,20 @@
-"""Admission control over a real socket: a full worker sheds at once, a client that leaves is dropped.
+"""Admission control: how it judges the work ahead, and over a real socket: a full worker sheds
+at once with an answer every common client can read, a client that leaves is dropped.
 
-The server runs with one inference thread and a short queue, and is kept busy with a
+The servers run with one inference thread and a short queue, and are kept busy with a
 photo of four people side by side, so that photos really wait for the thread.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
+import subprocess
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,17 +22,58 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 import pytest
+import requests
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from requests.structures import CaseInsensitiveDict
 
-from app.api.problems import PROBLEM_JSON
+from app.api.admission import Admission
+from app.api.photo_cost import PhotoCost
+from app.api.problems import PROBLEM_JSON, ProblemError
 from app.pipeline.decode import decode_image
+from app.service.metrics import Metrics
 from tests.conftest import LabelledPhoto, make_client
 from tests.images import encode
 from tests.server import running_server
 from tests.test_api import assert_problem, classify
 
 THREADS, QUEUE = 1, 2
+KB = 1024
+
+
+def test_a_photo_is_judged_by_recent_photos_of_its_size() -> None:
+    cost = PhotoCost()
+    assert cost.estimate(100 * KB) == 0.0  # nothing timed yet
+    cost.learn(20 * KB, 0.05)
+    cost.learn(600 * KB, 0.4)
+    assert cost.estimate(25 * KB) == 0.05 and cost.estimate(700 * KB) == 0.4
+    assert cost.estimate(None) == 0.4  # a chunked upload of unknown size: the dearest class
+    assert cost.estimate(5 * KB) == 0.05 and cost.estimate(9000 * KB) == 0.4  # the nearest class seen
+    cost.learn(610 * KB, 0.9)  # a moving average: one slow photo moves it, not all the way
+    assert 0.4 < cost.estimate(600 * KB) < 0.9 and cost.estimate(20 * KB) == 0.05
+    cost.learn(None, 5.0)
+    assert cost.estimate(None) < 5.0
+
+
+def test_the_work_ahead_is_summed_photo_by_photo() -> None:
+    """Two threads, half a second of waiting allowed: small photos are admitted where large ones
+    of the same number would be shed, and the count cap holds whatever they cost."""
+    admission = Admission(threads=2, max_queue=6, metrics=Metrics(), max_wait_s=0.5)
+    admission.cost.learn(20 * KB, 0.05)
+    admission.cost.learn(600 * KB, 0.4)
+    small = [admission.take_place(20 * KB) for _ in range(8)]  # 8 x 0.05 s / 2 threads = 0.2 s ahead
+    assert admission.expected_wait() == pytest.approx(0.2)
+    with pytest.raises(ProblemError, match="8 photos in flight or waiting") as full:
+        admission.take_place(20 * KB)
+    assert full.value.status == 503 and full.value.headers == {"Retry-After": "1"}
+    for place in small:
+        admission.give_place_back(place)
+    assert admission.expected_wait() == 0.0
+    large = [admission.take_place(600 * KB) for _ in range(3)]  # 1.2 s / 2 = 0.6 s ahead
+    with pytest.raises(ProblemError, match=r"about 0\.6 s of work ahead"):
+        admission.take_place(20 * KB)
+    admission.give_place_back(large[0])
+    assert admission.take_place(20 * KB).cost == 0.05  # 0.4 s ahead now
 
 
 def metric(base: str, name: str, **labels: str) -> float:
@@ -142,6 +190,96 @@ def raw_post(base: str, data: bytes, sent: int | None = None) -> socket.socket:
     sock = socket.create_connection((url.hostname, url.port), timeout=10)
     sock.sendall(f"POST /v1/classify HTTP/1.1\r\n{head}\r\n".encode() + body[:sent])
     return sock
+
+
+@pytest.fixture(scope="module")
+def five_mb_photo() -> bytes:
+    """A 5 MB JPEG (noise, 2100 x 2100): far more than a socket's buffers hold, so a client that
+    writes it whole before reading is still writing when the server has answered."""
+    noise = np.random.default_rng(26).integers(0, 256, (2100, 2100, 3), dtype=np.uint8)
+    photo = encode(noise, quality=95)
+    assert 4.5e6 < len(photo) < 10 * 2**20  # within the upload limit
+    return photo
+
+
+@pytest.fixture(scope="module")
+def full_server(tmp_path_factory: pytest.TempPathFactory, one_face: LabelledPhoto) -> Iterator[str]:
+    """A worker with one place, held by an upload that never ends: every other photo is shed."""
+    log = tmp_path_factory.mktemp("full") / "server.log"
+    with running_server(log, INFERENCE_THREADS="1", MAX_QUEUE="0", LOG_LEVEL="WARNING") as base:
+        holder = raw_post(base, one_face.path.read_bytes(), sent=1000)
+        wait_for_depth(base, 1)
+        yield base
+        holder.close()
+
+
+def assert_shed(status: int, headers: Mapping[str, str], body: bytes) -> None:
+    assert status == 503 and headers["Retry-After"] == "1", (status, dict(headers))
+    assert headers["Content-Type"] == PROBLEM_JSON and "busy" in json.loads(body)["detail"]
+
+
+@pytest.mark.slow
+def test_every_common_client_reads_the_shed_answer_to_a_large_upload(
+    full_server: str, five_mb_photo: bytes, tmp_path: Path
+) -> None:
+    """urllib writes the whole body before it reads and asks to close the connection after the
+    answer; had the server closed it with the upload still arriving, the client would see a
+    broken pipe instead of the 503 (it did, every time, before the shed upload was read).
+    requests, httpx and curl keep the connection alive; curl also speaks HTTP/1.0, which closes."""
+    url = f"{full_server}/v1/classify"
+    form = httpx.Request("POST", url, files={"file": ("big.jpg", five_mb_photo, "image/jpeg")})
+    body, content_type = form.read(), form.headers["Content-Type"]
+    for _ in range(3):
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+        with pytest.raises(urllib.error.HTTPError) as shed:
+            urllib.request.urlopen(request, timeout=60)
+        assert_shed(shed.value.code, shed.value.headers, shed.value.read())
+
+    with requests.Session() as session:  # keep-alive: the connection serves the retry too
+        for _ in range(2):
+            answer = session.post(url, files={"file": ("big.jpg", five_mb_photo, "image/jpeg")}, timeout=60)
+            assert_shed(answer.status_code, answer.headers, answer.content)
+
+    with httpx.Client(timeout=60) as client:
+        for _ in range(2):
+            answer = client.post(url, files={"file": ("big.jpg", five_mb_photo, "image/jpeg")})
+            assert_shed(answer.status_code, answer.headers, answer.content)
+
+    (tmp_path / "big.jpg").write_bytes(five_mb_photo)
+    curl = shutil.which("curl")
+    assert curl, "curl is missing (scripts/ci-install-test-packages.sh installs it)"
+    for version in ("--http1.1", "--http1.0"):  # HTTP/1.0: the connection closes after the answer
+        run = subprocess.run(
+            [curl, version, "-sS", "-D", "-", "-F", f"file=@{tmp_path / 'big.jpg'};type=image/jpeg", url],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        head, _, answer_body = run.stdout.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode().split("\r\n")
+        headers = {k: v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        assert_shed(int(status_line.split()[1]), CaseInsensitiveDict(headers), answer_body)
+    assert metric(full_server, "inference_shed_total", reason="full") >= 9
+
+
+@pytest.mark.slow
+def test_a_browser_fetch_reads_the_shed_answer_to_a_large_upload(full_server: str, browser) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(f"{full_server}/livez")  # same origin: every header of the answer is readable
+        answer = page.evaluate(
+            """async () => {
+                const form = new FormData();
+                const photo = new Blob([new Uint8Array(5 * 1024 * 1024)], {type: "image/jpeg"});
+                form.append("file", photo, "big.jpg");
+                const response = await fetch("/v1/classify", {method: "POST", body: form});
+                return {status: response.status, headers: Object.fromEntries(response.headers),
+                        body: await response.text()};
+            }"""
+        )
+    finally:
+        page.close()
+    assert_shed(answer["status"], CaseInsensitiveDict(answer["headers"]), answer["body"].encode())
 
 
 def test_draining_sheds_new_photos_and_fails_readiness(one_face: LabelledPhoto) -> None:
