@@ -71,7 +71,8 @@ def shared_split(description: str | None, extra=None):
     """Parse the usual options; return them, the stages, the dataset, every photo's faces and the split.
 
     ``extra(parser)`` adds a script's own options. The split is the usual one (0.2, ``--seed``).
-    The stages are a new model's (training's defaults) unless ``--features``/``--features-params`` say.
+    The stages are a new model's (training's defaults) unless ``--detector``, ``--features`` and
+    ``--features-params`` say otherwise.
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,6 +80,7 @@ def shared_split(description: str | None, extra=None):
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="face detector (default: training's)")
     parser.add_argument("--features", default=DEFAULT_FEATURES, help="embedding (default: training's)")
     parser.add_argument(
         "--features-params",
@@ -89,7 +91,7 @@ def shared_split(description: str | None, extra=None):
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
-    detector = create_detector(DEFAULT_DETECTOR)
+    detector = create_detector(args.detector)
     extractor = create_extractor(args.features, args.features_params)
     stages = Stages(detector, extractor, EmbeddingCache.for_stages(args.cache_dir, detector, extractor))
     dataset, faces = usable_photos(scan(args.data), stages)
@@ -247,7 +249,7 @@ def newcomer(stages: Stages, classes, train, test, faces, seed: int) -> list[dic
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, title: str) -> None:
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(7, 4))
     mean = [100 * r["mean"] for r in rows]
@@ -268,7 +270,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylim(max(0, min(*strangers, *mean) - 5), 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    ax.set_title("svm backend, BlazeFace + FaceNet")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -302,7 +304,7 @@ def main() -> int:
             )
         return 0
     rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed)
-    plot(rows, args.out)
+    plot(rows, args.out, f"svm backend, {stages.detector.name} + {stages.extractor.name} {stages.extractor.params}")
     print(
         "| photos per person | draws | end to end, mean | worst draw | best draw | closed set, mean "
         "| strangers rejected | classifier chosen | unknown threshold |"
