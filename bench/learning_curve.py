@@ -304,7 +304,8 @@ def main() -> int:
             )
         return 0
     rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed)
-    plot(rows, args.out, f"svm backend, {stages.detector.name} + {stages.extractor.name} {stages.extractor.params}")
+    extractor = stages.extractor
+    plot(rows, args.out, f"svm backend, {stages.detector.name} + {extractor.name} {extractor.params}")
     print(
         "| photos per person | draws | end to end, mean | worst draw | best draw | closed set, mean "
         "| strangers rejected | classifier chosen | unknown threshold |"
