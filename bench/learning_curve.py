@@ -47,9 +47,11 @@ import numpy as np
 from app.labelled.folders import Photo, scan
 from app.model.recognizer import Recognizer
 from app.model.unknown import UnknownRule, nearest_distance
+from app.pipeline.features import FEATURES
 from training.cache import default_cache_dir
 from training.cached_scores import answer_from_faces
 from training.fitting import FitOptions
+from training.run_config import DEFAULT_FEATURES
 from training.split import plan_evaluation
 from training.train import Stages, TrainConfig, usable_photos
 from training.trained_artifact import fit_artifact
@@ -73,10 +75,12 @@ def shared_split(description: str | None, extra=None):
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--features", choices=FEATURES.names, default=DEFAULT_FEATURES, help="the embedding")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
-    stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
+    config = TrainConfig(data=args.data, artifacts=Path(), features=args.features, cache_dir=args.cache_dir)
+    stages = Stages.create(config)
     dataset, faces = usable_photos(scan(args.data), stages)
     return args, stages, dataset, faces, plan_evaluation(dataset.photos, 0.2, args.seed)
 
@@ -232,7 +236,7 @@ def newcomer(stages: Stages, classes, train, test, faces, seed: int) -> list[dic
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, features: str) -> None:
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(7, 4))
     mean = [100 * r["mean"] for r in rows]
@@ -253,7 +257,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylim(max(0, min(*strangers, *mean) - 5), 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    ax.set_title("svm backend, BlazeFace + FaceNet")
+    ax.set_title(f"svm backend, BlazeFace + {FEATURES.describe(features)}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -287,7 +291,7 @@ def main() -> int:
             )
         return 0
     rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed)
-    plot(rows, args.out)
+    plot(rows, args.out, args.features)
     print(
         "| photos per person | draws | end to end, mean | worst draw | best draw | closed set, mean "
         "| strangers rejected | classifier chosen | unknown threshold |"
