@@ -55,9 +55,9 @@ $(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
 # and the dlib ResNet is checked against the package's TF.js network on some of them. The
 # project itself is installed there without its dependencies, for the references' format
 # (app/pipeline/numerics.py), which each network's *.reference.npz is written in.
-# Some networks only: make onnx NETWORKS="dlib_resnet"
+# Some networks only: make onnx NETWORKS=dlib_resnet (comma-separated)
 CONVERT_VENV := .venv-convert
-NETWORKS     ?= facenet blazeface dlib_resnet
+NETWORKS     ?= facenet,blazeface,centerface,dlib_resnet
 onnx: $(VENV)/.installed-$(TEST_EXTRAS)
 	cd scripts/face_api && npm ci --ignore-scripts --no-audit --no-fund
 	rm -rf $(CONVERT_VENV)

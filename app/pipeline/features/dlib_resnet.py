@@ -31,6 +31,7 @@ DIM = 128
 class DlibResNetEmbedder(FeatureExtractor):
     name = "dlib"
     embedding = True
+    template = TEMPLATE
 
     def __init__(self, margin: float = 0.2, intra_op_threads: int | None = None) -> None:
         """``margin``: the box crop's, for a face without usable landmarks. One session for every thread."""
