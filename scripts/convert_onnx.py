@@ -392,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 "dlib_resnet needs --calibration FILE.npz with dlib_crops, from scripts/calibration_faces.py"
             )
-    convert(args.out, args.only, args.facenet, args.detectors == "fp16", crops, dlib_faces)
+    try:
+        convert(args.out, args.only, args.facenet, args.detectors == "fp16", crops, dlib_faces)
+    except dlib_resnet.ConversionError as exc:
+        sys.exit(f"error: {exc}")
     return 0
 
 

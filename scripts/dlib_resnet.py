@@ -68,6 +68,10 @@ BLOCKS = (
 )
 
 
+class ConversionError(RuntimeError):
+    """The package is not installed, node cannot run it, or the rebuild strays from its network."""
+
+
 @dataclass(frozen=True)
 class Stored:
     """A TF.js tensor as stored: float32 values, or uint8 ones with the scale and offset that
@@ -81,7 +85,7 @@ def read_weights(model_dir: Path = MODEL_DIR) -> dict[str, Stored]:
     """The network's tensors by TF.js name, read from the manifest and its shards."""
     manifest_path = model_dir / MANIFEST
     if not manifest_path.is_file():
-        raise FileNotFoundError(
+        raise ConversionError(
             f"{manifest_path} is missing: run 'npm ci --ignore-scripts' in {PACKAGE} (make onnx does)"
         )
     tensors: dict[str, Stored] = {}
@@ -92,7 +96,7 @@ def read_weights(model_dir: Path = MODEL_DIR) -> dict[str, Stored]:
             quantization = entry.get("quantization")
             dtype = np.dtype(np.uint8 if quantization else np.float32)
             if entry["dtype"] != "float32" or (quantization and quantization["dtype"] != "uint8"):
-                raise ValueError(
+                raise ConversionError(
                     f"{entry['name']}: a float32 tensor, stored as such or as uint8, is expected"
                 )
             count = int(np.prod(entry["shape"]))
@@ -101,7 +105,7 @@ def read_weights(model_dir: Path = MODEL_DIR) -> dict[str, Stored]:
             tensors[entry["name"]] = Stored(values, scale_min)
             offset += count * dtype.itemsize
         if offset != len(data):
-            raise ValueError(f"{manifest_path}: {len(data) - offset} bytes left over in the shards")
+            raise ConversionError(f"{manifest_path}: {len(data) - offset} bytes left over in the shards")
     return tensors
 
 
@@ -202,7 +206,7 @@ def build_model(weights: dict[str, Stored], opset: int) -> onnx.ModelProto:
     x = graph.node("MatMul", [x, graph.weight("fc")], "descriptor")
     graph.node("LpNormalization", [x], "embeddings", axis=1, p=2)
     if graph.weights:
-        raise ValueError(f"tensors the layers do not use: {sorted(graph.weights)}")
+        raise ConversionError(f"tensors the layers do not use: {sorted(graph.weights)}")
     model = helper.make_model(
         helper.make_graph(
             graph.nodes,
@@ -222,21 +226,25 @@ def tfjs_descriptors(crops: np.ndarray) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         pixels, descriptors = Path(tmp) / "crops.u8", Path(tmp) / "descriptors.f32"
         pixels.write_bytes(np.ascontiguousarray(crops, np.uint8).tobytes())
-        subprocess.run(
-            ["node", str(PACKAGE / "descriptors.cjs"), str(pixels), str(len(crops)), str(descriptors)],
-            check=True,
-        )
+        command = ["node", str(PACKAGE / "descriptors.cjs"), str(pixels), str(len(crops)), str(descriptors)]
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise ConversionError("node is not installed; make onnx needs it (and npm)") from None
+        except subprocess.CalledProcessError as exc:
+            said = (exc.stderr.strip().splitlines() or ["no message"])[-1]
+            raise ConversionError(f"the package's TF.js network did not run: {said}") from None
         return np.fromfile(descriptors, np.float32).reshape(len(crops), DIM)
 
 
 def check_against_tfjs(model: onnx.ModelProto, crops: np.ndarray) -> float:
     """The least cosine, over ``crops``, between the ONNX embedding and the package's TF.js
-    descriptor; ``ValueError`` when it is below ``TFJS_COSINE``."""
+    descriptor; ``ConversionError`` when it is below ``TFJS_COSINE``."""
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (ours,) = session.run(["embeddings"], {"input": crops.astype(np.float32)})
     theirs = tfjs_descriptors(crops)
     cosines = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
     worst = float(cosines.min())
     if worst < TFJS_COSINE:
-        raise ValueError(f"dlib_resnet.onnx strays from the package's TF.js network: cosine {worst:.6f}")
+        raise ConversionError(f"dlib_resnet.onnx strays from the package's TF.js network: cosine {worst:.6f}")
     return worst
