@@ -5,6 +5,7 @@ Run by hand (not in CI); the embedding cache makes a second run take seconds:
     .venv/bin/python bench/alignment.py                                   # BlazeFace, FaceNet box vs ArcFace
     .venv/bin/python bench/alignment.py --detector centerface             # another detector's points
     .venv/bin/python bench/alignment.py --features dlib --crops '{}'      # another embedding, its own crop
+    .venv/bin/python bench/alignment.py --time                            # the crop's cost per face
 
 One set of faces for every row: the largest face of every shared photo (199), as the
 issue measured. Per detector and crop:
@@ -20,13 +21,16 @@ issue measured. Per detector and crop:
 - **nearest centroid at k**: k random photos per person are references (20 draws), every
   other photo goes to the person with the nearest mean embedding: closed-set accuracy.
 
-Nothing here chooses a threshold or a setting: it compares crops.
+Nothing here chooses a threshold or a setting: it compares crops. ``--time`` times the crop
+alone on the latency benchmark's one-face photo: the box crop, the template warp, and the
+least-squares fit inside the warp (200 calls, best of 5, median of 3 such).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +38,12 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from app.labelled.folders import scan
 from app.model.unknown import l2_normalise
-from app.pipeline.align import estimate_similarity
+from app.pipeline.align import arcface_template, estimate_similarity, warp_to_template
+from app.pipeline.crop import align_face
+from app.pipeline.decode import decode_image
 from app.pipeline.detect import Detection, create_detector
 from app.pipeline.features import FeatureExtractor, create_extractor
+from app.pipeline.numerics import cpu_summary
 from training.cache import EmbeddingCache, default_cache_dir
 from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES
 from training.train import Stages, usable_photos
@@ -116,6 +123,23 @@ def measure(
     }
 
 
+def crop_times(data: Path) -> None:
+    """Microseconds per call of each crop on the one-face photo of bench/latency.py."""
+    from latency import ONE_FACE  # bench/ is the script's folder
+
+    rgb = decode_image((data / ONE_FACE[0]).read_bytes())
+    (face,) = create_detector(DEFAULT_DETECTOR).detect(rgb)
+    template = arcface_template(160)
+    print(f"{cpu_summary()}; {ONE_FACE[0]}, microseconds per call")
+    for name, call in (
+        ("box crop (crop.align_face)", lambda: align_face(rgb, face, template.size)),
+        ("template warp (align.warp_to_template)", lambda: warp_to_template(rgb, face, template)),
+        ("its least-squares fit (align.estimate_similarity)", lambda: estimate_similarity(face, template)),
+    ):
+        best = [min(timeit.repeat(call, number=200, repeat=5)) / 200 * 1e6 for _ in range(3)]
+        print(f"{name}: {np.median(best):.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,7 +156,11 @@ def main() -> int:
         default=[{"crop": "box"}, {"crop": "arcface"}],
         help="the embedding's parameters to compare, one JSON object each (default: FaceNet's two crops)",
     )
+    parser.add_argument("--time", action="store_true", help="time the crops instead")
     args = parser.parse_args()
+    if args.time:
+        crop_times(args.data)
+        return 0
     print(
         "| detector | embedding, crop | faces | landmark fit, median / p90 | box crop | AUC | TAR at 1% FAR "
         f"| nearest centroid at {' / '.join(map(str, KS))} |"

@@ -8,6 +8,12 @@ Run by hand, not in CI:
 Photos: one face, several faces (a composite of four people), and a large photo
 (the one-face photo upscaled to 4000 px). Prints a Markdown table; add --out FILE
 to write it. The numbers in docs/benchmarks.md come from this script.
+
+``--alternate URL`` compares two running services (a before and an after) on the one-face
+photo over HTTP, asking them in turn, one request each, so both see the same moments of a
+shared machine's load:
+
+    .venv/bin/python bench/latency.py --url http://127.0.0.1:8000 --alternate http://127.0.0.1:8001
 """
 
 from __future__ import annotations
@@ -82,6 +88,23 @@ def over_http(url: str, data: bytes, repeat: int) -> list[float]:
     return times[2:]  # the first two warm the connection
 
 
+def alternating(urls: list[str], data: bytes, repeat: int) -> dict[str, list[float]]:
+    """Seconds per request to each of ``urls``, asked in turn (the order flipped every round)."""
+    clients = {url: httpx.Client(base_url=url, timeout=60) for url in urls}
+    times: dict[str, list[float]] = {url: [] for url in urls}
+    for i in range(repeat + 2):  # the first two rounds warm the connections
+        for url in urls if i % 2 == 0 else urls[::-1]:
+            start = time.perf_counter()
+            response = clients[url].post("/v1/classify", files={"file": ("photo.jpg", data, "image/jpeg")})
+            elapsed = time.perf_counter() - start
+            response.raise_for_status()
+            if i >= 2:
+                times[url].append(elapsed)
+    for client in clients.values():
+        client.close()
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,10 +113,19 @@ def main() -> int:
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--detector", help="override the model's detector")
     parser.add_argument("--url", help="also time a running service at this URL")
+    parser.add_argument("--alternate", help="with --url: compare this service with it, one-face photo")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.alternate:
+        if not args.url:
+            parser.error("--alternate needs --url")
+        times = alternating([args.url, args.alternate], photo_set(args.data)["one face"], args.repeat)
+        print(f"{cpu_summary()}; one-face photo over HTTP, {args.repeat} requests each, asked in turn")
+        for url, values in times.items():
+            print(f"{url}: p50 {percentile(values, 50):.1f} ms, p95 {percentile(values, 95):.1f} ms")
+        return 0
 
     recognizer = Recognizer.from_artifact(
         resolve_version_dir(args.artifacts, args.backend), detector=args.detector

@@ -33,6 +33,7 @@ def test_the_crops_are_of_the_photos_train_fits_on(tmp_path, shared_photos, run_
     out = tmp_path / "calibration.npz"
     result = run_script("--data", str(data), "--out", str(out))
     assert result.returncode == 0, result.stderr
+    assert "'crop': 'arcface'" in result.stdout  # the ranges are calibrated on the crop new models embed
     with np.load(out) as saved:
         keys, crops, dlib_crops = saved["keys"].tolist(), saved["crops"], saved["dlib_crops"]
     photos = {key.split("#")[0] for key in keys}
