@@ -6,6 +6,7 @@ Run by hand (not in CI); the embedding cache makes every run after the first tak
     .venv/bin/python bench/learning_curve.py --thresholds    # the few-photo unknown defaults
     .venv/bin/python bench/learning_curve.py --newcomer      # one person with few photos among many
     .venv/bin/python bench/learning_curve.py --features-params '{"crop": "box"}'   # FaceNet's old crop
+    .venv/bin/python bench/learning_curve.py --features dlib --out /tmp/dlib.png    # another embedding
 
 The split is the usual one (seed 42, 0.2: 40 held-out photos). For k photos per
 person, each draw picks k of each person's training-split photos at random, trains

@@ -55,6 +55,16 @@ DEFAULT_THRESHOLDS: tuple[dict[str, Any], ...] = (
         "in int8 on ONNX Runtime, faces warped onto the ArcFace template; measured 2026-12-07 09:05 UTC "
         "by `bench/learning_curve.py --thresholds`",
     },
+    {
+        "embedding": "dlib",
+        "params": {"margin": 0.2},
+        "by_photos_per_person": {1: 0.09, 2: 0.076, 3: 0.072, 5: 0.066, 10: 0.064},
+        "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
+        "other photos of them; 20 random draws of k per person from the training split (159 photos, "
+        "seed 42) of the 5 shared hobbit folders, BlazeFace (back model, tiles) + dlib's ResNet on dlib's "
+        "template (150 px, padding 0.25) in float32 on ONNX Runtime; measured 2026-12-07 09:10 UTC by "
+        "`bench/learning_curve.py --features dlib --thresholds`",
+    },
 )
 
 

@@ -53,6 +53,10 @@ FEATURES = Registry(
             "app.pipeline.features.facenet:FaceNetEmbedder",
             "FaceNet embeddings (Inception-ResNet-v1, 512-d)",
         ),
+        "dlib": Entry(
+            "app.pipeline.features.dlib_resnet:DlibResNetEmbedder",
+            "dlib's face descriptor (ResNet-29, 128-d), faces warped onto dlib's template",
+        ),
         "wavelet": Entry(
             "app.pipeline.features.wavelet:WaveletFeatures",
             "raw pixels plus a wavelet edge image (the seed's features)",
