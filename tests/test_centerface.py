@@ -14,6 +14,7 @@ from app.pipeline.detect.centerface import POINTS, CenterFaceDetector
 from tests.conftest import ARTIFACTS, LabelledPhoto
 from tests.images import no_face_image
 from tests.test_small_faces import found, group_photo
+from training.run_config import DEFAULT_DETECTOR, new_detector
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +164,10 @@ def test_the_hybrid_is_recorded_and_older_manifests_still_name_the_tile_search(h
     assert create_detector("blazeface", manifest.detector.params).params == manifest.detector.params
     with pytest.raises(ValueError, match="small_faces"):
         create_detector("blazeface", {"small_faces": "mtcnn"})
+
+
+def test_new_models_get_the_centerface_search_and_other_detectors_their_defaults() -> None:
+    """What training and enrolment build a new model with (training.run_config), recorded in its manifest."""
+    detector = new_detector(DEFAULT_DETECTOR)
+    assert detector.params["small_faces"] == "centerface" and detector.max_side == 1280
+    assert new_detector("haar").params == create_detector("haar").params
