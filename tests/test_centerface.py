@@ -143,6 +143,13 @@ def test_blazeface_hands_photos_it_would_tile_to_centerface(hybrid, single_face_
     assert any("mouth_left" in face.landmarks for face in faces)  # CenterFace's small faces
 
 
+def test_a_photo_over_centerfaces_pixel_budget_keeps_the_tiles(single_face_photos) -> None:
+    """Beyond ``centerface_max_pixels`` the tiles are the faster search, and give the tiles' answer."""
+    canvas, _ = group_photo(single_face_photos[:3], [24, 60, 32], size=(1024, 768))
+    budget = create_detector("blazeface", {"small_faces": "centerface", "centerface_max_pixels": 1024 * 767})
+    assert budget.detect(canvas) == create_detector("blazeface").detect(canvas)
+
+
 def test_blazeface_alone_still_searches_a_portrait(hybrid, held_out) -> None:
     """Photos its whole-photo pass covers (up to one tile) never reach CenterFace: same answers."""
     tiles = create_detector("blazeface")
