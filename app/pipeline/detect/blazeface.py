@@ -33,6 +33,12 @@ makes them 341 px, which show a 20 px face at 15 px instead of 12 to the back mo
 recall at 20 px rises from 81.7% / 64.2% to 85.0% / 72.5% (bench/detection.py), but every
 photo over 427 px costs half as much again (65 to 97 ms of CPU per shared photo, 82% of
 which are larger), so it is a manifest setting, off by default (docs/benchmarks.md).
+
+``small_faces="centerface"`` (what new models get, training/run_config.py) replaces the tiles
+with CenterFace (detect/centerface.py), a network made for small faces, run once on the whole
+working image: the whole-photo pass above still runs on every photo, and a portrait that fits in
+one tile never reaches CenterFace, where BlazeFace alone is faster. A working image over
+``centerface_max_pixels`` keeps the tiles, which cost less there (docs/benchmarks.md, issue 25).
 """
 
 from __future__ import annotations
