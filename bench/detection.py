@@ -9,6 +9,10 @@ generated, with a fixed seed, from the shared photos and from synthetic face-fre
         "min_face": 0, "quarter_turns": false}'                # the detector before issue 11
     .venv/bin/python bench/detection.py --sections accuracy --backend svm
                                                                # names by face height, held-out photos
+    .venv/bin/python bench/detection.py --detector centerface --params '{"max_side": 1280}'
+                                                               # another registered detector
+    .venv/bin/python bench/detection.py --sections time --baseline default
+                                                               # timed against today's default
 
 Faces: the shared photos in which the detector before issue 11 (the reference) finds
 exactly one face at least 64 px high; its box is the ground truth. A face is found when a
@@ -24,7 +28,8 @@ a factor of two. Sections:
 - free: synthetic face-free images (textures, shapes and text, noise, crops of scikit-learn's
   two sample photos); every detection there is a false positive.
 - time: the detector alone on photos of several sizes, median of repeated runs, alternating
-  with the reference's runs on the same photo.
+  with the reference's runs (``--baseline default``: the default BlazeFace search's) on the
+  same photo.
 - accuracy: the model's held-out photos scaled so the main face is 16..96 px high, through
   the whole recognizer: right name, "unknown", wrong name, or not found.
 """
@@ -48,7 +53,7 @@ from sklearn.datasets import load_sample_images
 from app.artifact.manifest import load_manifest, resolve_version_dir
 from app.model.recognizer import UNKNOWN, Recognizer
 from app.pipeline.decode import decode_image
-from app.pipeline.detect import Box, Detection, FaceDetector, create_detector
+from app.pipeline.detect import DETECTORS, Box, Detection, FaceDetector, create_detector
 from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,7 +396,7 @@ def section_free(detect, free) -> list[str]:
 def section_time(detect, before, sources, free, rng, repeats: int, data: Path) -> list[str]:
     """Runs alternate with the reference detector's, so a busy machine slows both alike."""
     lines = [
-        "| photo | detect p50, ms | faces found | reference p50, ms | faces found | ratio |",
+        "| photo | detect p50, ms | faces found | baseline p50, ms | faces found | ratio |",
         "|---|---|---|---|---|---|",
     ]
     photos = {
@@ -479,11 +484,18 @@ def section_accuracy(
 SECTIONS = ("recall", "groups", "turned", "free", "time")
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--params", default="{}", help="BlazeFace settings as JSON, over the defaults")
+    parser.add_argument("--detector", default="blazeface", choices=DETECTORS.names, help="the one measured")
+    parser.add_argument("--params", default="{}", help="the detector's settings as JSON, over its defaults")
+    parser.add_argument(
+        "--baseline",
+        choices=("reference", "default"),
+        default="reference",
+        help="what the time section runs beside it: the search before issue 11, or the default blazeface",
+    )
     parser.add_argument("--thorough", action="store_true", help="the slower search (?thorough=true)")
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}, accuracy"
@@ -495,10 +507,15 @@ def main() -> int:
     parser.add_argument("--backend", default="svm", help="for the accuracy section")
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--out", type=Path, help="append the tables to this file")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     try:
         params = json.loads(args.params)
-        detector = create_detector("blazeface", params)
+        detector = create_detector(args.detector, params)
     except (ValueError, TypeError) as exc:
         parser.exit(2, f"error: bad --params: {exc}\n")
     sections = args.sections.split(",")
@@ -517,7 +534,7 @@ def main() -> int:
 
     mode = "thorough" if args.thorough else "default"
     out = [
-        f"### Detector {detector.params}, {mode} search; "
+        f"### Detector {detector.name} {detector.params}, {mode} search; "
         f"{len(sources)} one-face source photos, seed {args.seed}",
         "",
     ]
@@ -533,7 +550,8 @@ def main() -> int:
         elif name == "free":
             lines = section_free(detect, free)
         elif name == "time":
-            lines = section_time(detect, reference.detect, sources, free, rng, args.repeats * 4, args.data)
+            baseline = reference if args.baseline == "reference" else create_detector("blazeface")
+            lines = section_time(detect, baseline.detect, sources, free, rng, args.repeats * 4, args.data)
         else:
             recognizer = Recognizer.from_artifact(resolve_version_dir(args.artifacts, args.backend))
             recognizer.detector = detector

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from app.pipeline.decode import decode_photo
-from app.pipeline.detect import Box, FaceDetector, create_detector
+from app.pipeline.detect import Box, FaceDetector
 from app.pipeline.errors import ImageError
 from app.pipeline.features import FeatureExtractor, create_extractor
 from enrolment.records import FaceRef, NewPhoto, StoreError
 from training.cache import EmbeddingCache
 from training.faces import detect_and_extract, faces_in
+from training.run_config import new_detector
 
 Outcome = Literal["face_used", "several_faces", "no_face", "unreadable", "too_large", "duplicate", "skipped"]
 
@@ -50,7 +51,7 @@ class Intake:
     def __init__(
         self, detector: str, features: str, cache_dir: Path, threads: int, max_pixels: int, max_bytes: int
     ) -> None:
-        self.detector: FaceDetector = create_detector(detector)
+        self.detector: FaceDetector = new_detector(detector)
         self.extractor: FeatureExtractor = create_extractor(features)
         self.cache = EmbeddingCache.for_stages(cache_dir, self.detector, self.extractor)
         self.max_pixels = max_pixels

