@@ -50,12 +50,11 @@ import numpy as np
 from app.labelled.folders import Photo, scan
 from app.model.recognizer import Recognizer
 from app.model.unknown import UnknownRule, nearest_distance
-from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
 from training.cache import EmbeddingCache, default_cache_dir
 from training.cached_scores import answer_from_faces
 from training.fitting import FitOptions
-from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, new_detector
 from training.split import plan_evaluation
 from training.train import Stages, usable_photos
 from training.trained_artifact import fit_artifact
@@ -92,7 +91,7 @@ def shared_split(description: str | None, extra=None):
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
-    detector = create_detector(args.detector)
+    detector = new_detector(args.detector)
     extractor = create_extractor(args.features, args.features_params)
     stages = Stages(detector, extractor, EmbeddingCache.for_stages(args.cache_dir, detector, extractor))
     dataset, faces = usable_photos(scan(args.data), stages)

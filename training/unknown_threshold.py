@@ -48,11 +48,12 @@ DEFAULT_THRESHOLDS: tuple[dict[str, Any], ...] = (
     {
         "embedding": "facenet",
         "params": {"margin": 0.2, "crop": "arcface"},
-        "by_photos_per_person": {1: 0.642, 2: 0.559, 3: 0.54, 5: 0.464, 10: 0.428},
+        "by_photos_per_person": {1: 0.647, 2: 0.562, 3: 0.545, 5: 0.461, 10: 0.437},
         "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
         "other photos of them; 20 random draws of k per person from the training split (159 photos, "
-        "seed 42) of the 5 shared hobbit folders, BlazeFace (back model, tiles) + FaceNet 20180408-102900 "
-        "in int8 on ONNX Runtime, faces warped onto the ArcFace template; measured 2026-12-07 09:05 UTC "
+        "seed 42) of the 5 shared hobbit folders, BlazeFace (back model; CenterFace for photos it would "
+        "tile, up to 1280 px) + FaceNet 20180408-102900 in int8 on ONNX Runtime (ranges calibrated on "
+        "aligned faces), faces warped onto the ArcFace template; measured 2026-12-07 10:07 UTC "
         "by `bench/learning_curve.py --thresholds`",
     },
     {
