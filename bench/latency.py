@@ -4,16 +4,18 @@ Run by hand, not in CI:
 
     make run &                                   # or any running service
     .venv/bin/python bench/latency.py --url http://127.0.0.1:8000 --repeat 30
-
     # before and after side by side: two services, two artifacts folders, turns taken by photo
     .venv/bin/python bench/latency.py --url http://127.0.0.1:8000 \
         --baseline-artifacts /tmp/before --baseline-url http://127.0.0.1:8001
+    # two running services on the one-face photo over HTTP only, one request each in turn
+    .venv/bin/python bench/latency.py --url http://127.0.0.1:8000 --alternate http://127.0.0.1:8001
 
 Photos: one face, the shared photo of median size (by pixels), several faces (a composite
 of four people), and a large photo (the one-face photo upscaled to 4000 px). Prints a
 Markdown table; add --out FILE to write it. With a baseline, each photo's runs alternate
-between the two setups in rounds, so a machine that slows down slows both alike. The
-numbers in docs/benchmarks.md come from this script.
+between the two setups in rounds, so a machine that slows down slows both alike;
+``--alternate`` interleaves finer still, request by request, for a small difference on a
+busy machine. The numbers in docs/benchmarks.md come from this script.
 """
 
 from __future__ import annotations
@@ -111,6 +113,23 @@ def over_http(url: str, data: bytes, repeat: int) -> list[float]:
     return times[2:]  # the first two warm the connection
 
 
+def alternating(urls: list[str], data: bytes, repeat: int) -> dict[str, list[float]]:
+    """Seconds per request to each of ``urls``, asked in turn (the order flipped every round)."""
+    clients = {url: httpx.Client(base_url=url, timeout=60) for url in urls}
+    times: dict[str, list[float]] = {url: [] for url in urls}
+    for i in range(repeat + 2):  # the first two rounds warm the connections
+        for url in urls if i % 2 == 0 else urls[::-1]:
+            start = time.perf_counter()
+            response = clients[url].post("/v1/classify", files={"file": ("photo.jpg", data, "image/jpeg")})
+            elapsed = time.perf_counter() - start
+            response.raise_for_status()
+            if i >= 2:
+                times[url].append(elapsed)
+    for client in clients.values():
+        client.close()
+    return times
+
+
 #: With a baseline, each photo's runs are split into this many turns per setup.
 ROUNDS = 4
 
@@ -152,12 +171,21 @@ def main() -> int:
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--detector", help="override the model's detector")
     parser.add_argument("--url", help="also time a running service at this URL")
+    parser.add_argument("--alternate", help="with --url: compare this service with it, one-face photo")
     parser.add_argument("--baseline-artifacts", type=Path, help="also time this artifacts folder's model")
     parser.add_argument("--baseline-url", help="and the service serving it")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.alternate:
+        if not args.url:
+            parser.error("--alternate needs --url")
+        times = alternating([args.url, args.alternate], photo_set(args.data)["one face"], args.repeat)
+        print(f"{cpu_summary()}; one-face photo over HTTP, {args.repeat} requests each, asked in turn")
+        for url, values in times.items():
+            print(f"{url}: p50 {percentile(values, 50):.1f} ms, p95 {percentile(values, 95):.1f} ms")
+        return 0
 
     def setup(label: str, artifacts: Path, url: str | None) -> Setup:
         version = resolve_version_dir(artifacts, args.backend)

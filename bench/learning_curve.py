@@ -5,6 +5,8 @@ Run by hand (not in CI); the embedding cache makes every run after the first tak
     .venv/bin/python bench/learning_curve.py                 # table + docs/learning_curve.png (10 draws)
     .venv/bin/python bench/learning_curve.py --thresholds    # the few-photo unknown defaults
     .venv/bin/python bench/learning_curve.py --newcomer      # one person with few photos among many
+    .venv/bin/python bench/learning_curve.py --features-params '{"crop": "box"}'   # FaceNet's old crop
+    .venv/bin/python bench/learning_curve.py --features dlib --out /tmp/dlib.png    # another embedding
 
 The split is the usual one (seed 42, 0.2: 40 held-out photos). For k photos per
 person, each draw picks k of each person's training-split photos at random, trains
@@ -34,6 +36,7 @@ set before (one default for everyone, for the fewest photos of anyone).
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -47,13 +50,15 @@ import numpy as np
 from app.labelled.folders import Photo, scan
 from app.model.recognizer import Recognizer
 from app.model.unknown import UnknownRule, nearest_distance
-from training.cache import default_cache_dir
+from app.pipeline.features import create_extractor
+from training.cache import EmbeddingCache, default_cache_dir
 from training.cached_scores import answer_from_faces
 from training.fitting import FitOptions
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, new_detector
 from training.split import plan_evaluation
-from training.train import Stages, TrainConfig, usable_photos
+from training.train import Stages, usable_photos
 from training.trained_artifact import fit_artifact
-from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
+from training.unknown_threshold import choose_threshold, default_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
@@ -66,6 +71,8 @@ def shared_split(description: str | None, extra=None):
     """Parse the usual options; return them, the stages, the dataset, every photo's faces and the split.
 
     ``extra(parser)`` adds a script's own options. The split is the usual one (0.2, ``--seed``).
+    The stages are a new model's (training's defaults) unless ``--detector``, ``--features`` and
+    ``--features-params`` say otherwise.
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,10 +80,20 @@ def shared_split(description: str | None, extra=None):
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="face detector (default: training's)")
+    parser.add_argument("--features", default=DEFAULT_FEATURES, help="embedding (default: training's)")
+    parser.add_argument(
+        "--features-params",
+        type=json.loads,
+        default=None,
+        help="the embedding's parameters as JSON, e.g. '{\"crop\": \"box\"}' (default: a new model's)",
+    )
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
-    stages = Stages.create(TrainConfig(data=args.data, artifacts=Path(), cache_dir=args.cache_dir))
+    detector = new_detector(args.detector)
+    extractor = create_extractor(args.features, args.features_params)
+    stages = Stages(detector, extractor, EmbeddingCache.for_stages(args.cache_dir, detector, extractor))
     dataset, faces = usable_photos(scan(args.data), stages)
     return args, stages, dataset, faces, plan_evaluation(dataset.photos, 0.2, args.seed)
 
@@ -192,7 +209,7 @@ def newcomer(stages: Stages, classes, train, test, faces, seed: int) -> list[dic
     """Strangers rejected and held-out accuracy with one newcomer of k photos: per person, and as before."""
     people = sorted({p.label for p in train})
     everyone = [*train, *test]
-    table = DEFAULT_THRESHOLDS[stages.extractor.name]["by_photos_per_person"]
+    table = default_thresholds(stages.extractor.name, stages.extractor.params)["by_photos_per_person"]
     rows = []
     for k in (1, 3, 5):
         rng = np.random.default_rng(seed)
@@ -232,7 +249,7 @@ def newcomer(stages: Stages, classes, train, test, faces, seed: int) -> list[dic
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, title: str) -> None:
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(7, 4))
     mean = [100 * r["mean"] for r in rows]
@@ -253,7 +270,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylim(max(0, min(*strangers, *mean) - 5), 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    ax.set_title("svm backend, BlazeFace + FaceNet")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -287,7 +304,8 @@ def main() -> int:
             )
         return 0
     rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed)
-    plot(rows, args.out)
+    extractor = stages.extractor
+    plot(rows, args.out, f"svm backend, {stages.detector.name} + {extractor.name} {extractor.params}")
     print(
         "| photos per person | draws | end to end, mean | worst draw | best draw | closed set, mean "
         "| strangers rejected | classifier chosen | unknown threshold |"

@@ -68,6 +68,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.pipeline.numerics import cpu_summary
 from harness.processes import ServerFailed, ServerURL, answers, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -605,23 +606,6 @@ def _versions() -> dict[str, str]:
     return {name: version(name) for name in names}
 
 
-def _cpu() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def _cpu_flags() -> list[str]:
-    wanted = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(wanted & set(line.split(":", 1)[1].split()))
-    return []
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=["steady", "burst", "both"], help="which load (see above)")
@@ -695,8 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(result)
                     print(json.dumps(result), flush=True)
     machine: dict[str, Any] = {
-        "cpu": _cpu(),
-        "cpu_flags": _cpu_flags(),
+        "cpu": cpu_summary(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -711,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(markdown(results))
     print(
-        f"CPU: {machine['cpu']} ({', '.join(machine['cpu_flags'])}), {machine['cpus']} cores; "
+        f"CPU: {machine['cpu']}, {machine['cpus']} cores; "
         f"load average at the end {machine['load_average_at_end']}"
     )
     if args.json:

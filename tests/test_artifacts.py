@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pytest
 
 from app.artifact.manifest import ArtifactError, check_version_name, load_manifest, resolve_version_dir
 from app.model.recognizer import Recognizer
+from app.pipeline.crop import align_face
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
 from tests.conftest import ARTIFACTS, BACKENDS
@@ -74,3 +77,17 @@ def test_stages_already_loaded_are_reused_only_when_they_are_the_manifests(svm_c
     rebuilt = Recognizer.from_artifact(svm_copy, stages=(other_detector, other_extractor))
     assert rebuilt.detector is not other_detector and rebuilt.detector.params == manifest.detector.params
     assert rebuilt.extractor is not other_extractor and rebuilt.extractor.params == manifest.features.params
+
+
+def test_a_model_from_before_templates_keeps_its_box_crop(svm_copy, one_face) -> None:
+    """A manifest that does not name FaceNet's crop was trained on the box crop, and is served with it."""
+    path = svm_copy / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["features"]["params"].pop("crop", None)  # as every manifest was written before issue 24
+    path.write_text(json.dumps(raw))
+    recognizer = Recognizer.from_artifact(svm_copy)
+    assert recognizer.extractor.params == {"margin": 0.2, "crop": "box"}
+    assert recognizer.manifest.features.params == recognizer.extractor.params
+    rgb = one_face.rgb
+    (face,) = recognizer.detector.detect(rgb)
+    np.testing.assert_array_equal(recognizer.extractor.crop(rgb, face), align_face(rgb, face, 160, 0.2))

@@ -40,6 +40,7 @@ from app.pipeline.detect import create_detector
 from tests.conftest import ARTIFACTS, LabelledPhoto
 from tests.fresh_python import run_module
 from tests.images import encode, side_by_side
+from tests.pictures import docs_picture
 from training.cli import main as train
 
 pytestmark = pytest.mark.slow
@@ -342,7 +343,7 @@ def test_docs_screenshot(page) -> None:
     """The picture in the README and docs/clustering.md: the page on the test archive."""
     page.set_viewport_size({"width": 1000, "height": 700})
     page.wait_for_function("[...document.images].slice(0, 12).every(i => i.complete && i.naturalWidth > 0)")
-    target = PROJECT_ROOT / "docs" / "cluster.png"
+    target = docs_picture("cluster.png")
     page.screenshot(path=str(target))
     assert target.stat().st_size > 10_000
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import PROJECT_ROOT
 from harness.processes import free_port
 from harness.trainer import trainer_env
 from tests.conftest import ARTIFACTS, LabelledPhoto
+from tests.pictures import docs_picture
 from tests.server import running_server
 from tests.test_enrolment import AUTH, KEY, trainer_settings
 from tests.test_web import ANSWER_MS, DESKTOP, OUTPUT, classify
@@ -97,7 +97,7 @@ def test_a_face_is_corrected_from_the_page(
 
     page.evaluate("document.activeElement.blur()")
     page.mouse.move(0, 0)
-    target = PROJECT_ROOT / "docs" / "corrections.png"
+    target = docs_picture("corrections.png")
     page.screenshot(path=str(target), full_page=True)
 
     people_page_says_where_examples_came_from(page, trainer, photo.label)

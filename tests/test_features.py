@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.pipeline.align import arcface_template, warp_to_template
+from app.pipeline.crop import align_face
 from app.pipeline.detect import Box, Detection, create_detector
 from app.pipeline.features import create_extractor
 
@@ -81,3 +83,17 @@ def test_pixel_features_are_the_resized_crop() -> None:
     image = rows[0].reshape(extractor.feature_shape)
     assert (image[..., 0] == 200).all() and (image[..., 1:] == 0).all()
     assert extractor.extract([]).shape == (0, 8 * 8 * 3)
+
+
+def test_facenet_warps_faces_onto_the_arcface_template_and_says_so(facenet, one_face) -> None:
+    """A new model's FaceNet names its crop in its params, so in the manifest; the box crop stays."""
+    rgb = one_face.rgb
+    face = max(create_detector("blazeface").detect(rgb), key=lambda f: f.box.area)
+    assert facenet.params == {"margin": 0.2, "crop": "arcface"}
+    assert facenet.template == arcface_template(160)
+    np.testing.assert_array_equal(facenet.crop(rgb, face), warp_to_template(rgb, face, arcface_template(160)))
+    boxed = create_extractor("facenet", {"margin": 0.2, "crop": "box"})
+    assert boxed.template is None
+    np.testing.assert_array_equal(boxed.crop(rgb, face), align_face(rgb, face, 160, 0.2))
+    with pytest.raises(ValueError, match="unknown crop 'dlib' for facenet"):
+        create_extractor("facenet", {"crop": "dlib"})

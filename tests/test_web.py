@@ -3,7 +3,7 @@
 Chromium comes from apt (``scripts/ci-install-test-packages.sh``); Playwright's own browser
 download cannot work here. Without it these tests skip on a developer's machine and fail
 in CI (``CI=true``), so CI can never pass by not running them. A failing test leaves a
-screenshot in ``test-output/``; ``test_readme_screenshot`` writes ``docs/screenshot.png``.
+screenshot in ``test-output/``; ``test_readme_screenshot`` draws ``docs/screenshot.png`` (tests/pictures.py).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.config import PROJECT_ROOT
 from tests.images import encode, no_face_image
+from tests.pictures import OUTPUT, docs_picture
 from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 
-OUTPUT = PROJECT_ROOT / "test-output"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
 #: How long the page may take to show an answer: a classification on a busy 2-core CI machine.
@@ -280,8 +279,7 @@ def test_readme_screenshot(page, two_face_composite: tuple[bytes, list[str]]) ->
     # Keep the screenshot free of the focus ring and the mouse hover.
     page.evaluate("document.activeElement.blur()")
     page.mouse.move(0, 0)
-    target = PROJECT_ROOT / "docs" / "screenshot.png"
-    target.parent.mkdir(exist_ok=True)
+    target = docs_picture("screenshot.png")
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
 

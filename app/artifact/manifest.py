@@ -16,11 +16,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from app.artifact.file_names import LATEST, MANIFEST
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+#: Parameters feature extractors gained after models were trained and committed, by extractor name,
+#: with the value a manifest written before them meant: FaceNet cut every face by its box until it
+#: warped faces onto a landmark template (``app.pipeline.features.facenet``). A model keeps being
+#: served with the crop it was trained with.
+FEATURE_PARAMS_BEFORE_RECORDED: dict[str, dict[str, Any]] = {"facenet": {"crop": "box"}}
 
 
 class ArtifactError(Exception):
@@ -78,6 +84,13 @@ class Manifest(BaseModel):
     dataset: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict, description="file name -> sha256")
+
+    @model_validator(mode="after")
+    def _name_params_recorded_since(self) -> Manifest:
+        """Spell out the feature parameters an older manifest leaves out, with the value it meant."""
+        before = FEATURE_PARAMS_BEFORE_RECORDED.get(self.features.name, {})
+        self.features.params = {**before, **self.features.params}
+        return self
 
     @property
     def class_ids(self) -> list[str]:

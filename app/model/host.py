@@ -17,7 +17,7 @@ import numpy as np
 from app.artifact.manifest import resolve_version_dir
 from app.config import Settings
 from app.model.recognizer import Recognizer
-from app.pipeline.detect import FaceDetector
+from app.pipeline.detect import Box, Detection, FaceDetector
 from app.pipeline.features import FeatureExtractor
 
 log = logging.getLogger("app.model")
@@ -131,6 +131,9 @@ def load_recognizer(
 def warm_up(recognizer: Recognizer) -> None:
     """Run every stage once, so the first real request does not pay for lazy initialisation."""
     rng = np.random.default_rng(0)
-    recognizer.recognize_rgb(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
-    crop = rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    recognizer.recognize_rgb(image)
+    # Noise holds no face, so the classifier is warmed on a crop the extractor cuts itself: the
+    # size its network expects, whatever the embedding.
+    crop = recognizer.extractor.crop(image, Detection(Box(80, 40, 160, 160)))
     recognizer.classifier.predict_proba(recognizer.extractor.extract([crop]))

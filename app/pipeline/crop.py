@@ -1,7 +1,9 @@
-"""Cut a face out of the image, optionally rotated so the eyes are level.
+"""Cut a face out of the image by its box, optionally rotated so the eyes are level.
 
-Alignment removes head roll before the features are computed, so the classifier
-spends its capacity on identity rather than on pose.
+Levelling the eyes removes head roll before the features are computed, so the classifier
+spends its capacity on identity rather than on pose. Embeddings warp faces onto their
+landmark template instead (``app.pipeline.align``); the box crop is their fallback for a
+face without usable landmarks, and the crop of models trained before templates existed.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ def align_face(rgb: np.ndarray, face: Detection, size: int, margin: float = 0.2)
     side = max(box.width, box.height) * (1 + 2 * margin)
     if size / side < 0.5:
         # warpAffine has no area filter: shrink the neighbourhood first, or a big face aliases.
-        rgb, (cx, cy), side = _shrink_around(rgb, (cx, cy), side, 2 * size / side)
+        rgb, (cx, cy), side = shrink_around(rgb, (cx, cy), side, 2 * size / side)
     matrix = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
     matrix[0, 2] += size / 2 - cx
     matrix[1, 2] += size / 2 - cy
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _shrink_around(
+def shrink_around(
     rgb: np.ndarray, centre: tuple[float, float], side: float, factor: float
 ) -> tuple[np.ndarray, tuple[float, float], float]:
     """The region any rotation of the square can reach, resized by ``factor`` with INTER_AREA."""

@@ -21,6 +21,7 @@ from app.pipeline.features import create_extractor
 from training.cache import EmbeddingCache
 from training.cli import main
 from training.faces import embed_photos, main_face_features
+from training.unknown_threshold import default_thresholds
 
 PEOPLE = ("billy_boyd", "dominic_monaghan", "elijah_wood", "martin_freeman", "sean_astin")
 
@@ -63,6 +64,17 @@ def run_cli(tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture) -> C
         return code, capsys.readouterr().err
 
     return run
+
+
+#: The default embedder's name and parameters (``stages``), for the unknown threshold's defaults.
+EMBEDDING = ("facenet", {"margin": 0.2, "crop": "arcface"})
+
+
+def thresholds_table() -> dict[int, float]:
+    """The default embedder's measured few-photo unknown thresholds, by photos per person."""
+    defaults = default_thresholds(*EMBEDDING)
+    assert defaults is not None, f"no default thresholds are measured for {EMBEDDING}"
+    return defaults["by_photos_per_person"]
 
 
 @pytest.fixture(scope="session")

@@ -74,8 +74,13 @@ def test_changed_settings_never_reuse_entries(stages, cache, shared_photos, tmp_
     assert cache.get(photo.sha256) is not None
     root = cache.folder.parent
     other_margin = create_extractor("facenet", {"margin": 0.3})
+    box_crop = create_extractor("facenet", {**extractor.params, "crop": "box"})  # not the template's crop
     other_detector = create_detector("haar")
-    for changed in (pipeline_settings(detector, other_margin), pipeline_settings(other_detector, extractor)):
+    for changed in (
+        pipeline_settings(detector, other_margin),
+        pipeline_settings(detector, box_crop),
+        pipeline_settings(other_detector, extractor),
+    ):
         assert EmbeddingCache(root, changed).get(photo.sha256) is None
     # A new library or weights version, any edit to the pipeline's code, or another network
     # file (a requantized FaceNet: same code, other embeddings) is another model.

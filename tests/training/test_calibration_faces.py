@@ -33,14 +33,16 @@ def test_the_crops_are_of_the_photos_train_fits_on(tmp_path, shared_photos, run_
     out = tmp_path / "calibration.npz"
     result = run_script("--data", str(data), "--out", str(out))
     assert result.returncode == 0, result.stderr
+    assert "'crop': 'arcface'" in result.stdout  # the ranges are calibrated on the crop new models embed
     with np.load(out) as saved:
-        keys, crops = saved["keys"].tolist(), saved["crops"]
+        keys, crops, dlib_crops = saved["keys"].tolist(), saved["crops"], saved["dlib_crops"]
     photos = {key.split("#")[0] for key in keys}
     assert not photos & held_out
     # Every photo train fits on has a face, so each gives at least one crop.
     assert len(photos) == manifest.dataset["train_photos"]
     assert crops.shape == (len(keys), 160, 160, 3)
     assert crops.dtype == np.uint8
+    assert dlib_crops.shape == (len(keys), 150, 150, 3) and dlib_crops.dtype == np.uint8
 
 
 def test_a_missing_folder_is_a_one_line_error(tmp_path) -> None:

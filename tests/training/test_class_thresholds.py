@@ -13,12 +13,12 @@ import pytest
 from app.artifact.manifest import load_manifest
 from app.model.recognizer import UNKNOWN, Recognizer
 from app.model.unknown import UnknownRule, l2_normalise
-from tests.training.conftest import PEOPLE, copy_photos
-from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
+from tests.training.conftest import EMBEDDING, PEOPLE, copy_photos, thresholds_table
+from training.unknown_threshold import choose_threshold
 
 pytestmark = pytest.mark.slow
 
-TABLE = DEFAULT_THRESHOLDS["facenet"]["by_photos_per_person"]
+TABLE = thresholds_table()
 
 
 def mixed(embedded, many: int, few: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,19 +31,19 @@ def mixed(embedded, many: int, few: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_each_person_gets_the_default_for_their_own_photos(embedded) -> None:
-    choice = choose_threshold(*mixed(embedded, 10, 3), "facenet", {"margin": 0.2})
+    choice = choose_threshold(*mixed(embedded, 10, 3), *EMBEDDING)
     assert choice.summary["source"] == "default" and choice.calibration is None
     assert choice.class_thresholds == {**{p: TABLE[10] for p in PEOPLE[:4]}, PEOPLE[4]: TABLE[3]}
     assert choice.threshold == max(TABLE[10], TABLE[3])  # the loosest, for the API and the report
     assert "10+ photos (4 people)" in choice.summary["rule"] and "(1 person)" in choice.summary["rule"]
     # The same number of photos each (or counts under one row of the table): one threshold, as before.
-    uniform = choose_threshold(*mixed(embedded, 4, 3), "facenet", {"margin": 0.2})
+    uniform = choose_threshold(*mixed(embedded, 4, 3), *EMBEDDING)
     assert uniform.class_thresholds is None and uniform.threshold == TABLE[3]
 
 
 def test_a_reference_threshold_applies_to_that_reference_only(embedded) -> None:
     features, labels = mixed(embedded, 10, 3)
-    choice = choose_threshold(features, labels, "facenet", {"margin": 0.2})
+    choice = choose_threshold(features, labels, *EMBEDDING)
     assert choice.class_thresholds is not None
     per_face = np.array([choice.class_thresholds[str(label)] for label in labels])
     rule = UnknownRule(features, choice.threshold, per_face)

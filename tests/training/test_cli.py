@@ -8,8 +8,7 @@ import pytest
 
 from app.artifact.manifest import load_manifest
 from tests.fresh_python import run_python
-from tests.training.conftest import copy_photos
-from training.unknown_threshold import DEFAULT_THRESHOLDS
+from tests.training.conftest import copy_photos, thresholds_table
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +105,7 @@ def test_cnn_trains_on_two_photos_each_without_a_score(tmp_path, shared_photos, 
     assert manifest.classifier["validation_faces"] == 3 and manifest.classifier["train_faces"] == 3
     assert manifest.metrics["evaluation"]["method"] == "none"
     # the few-photo default for two photos each
-    assert manifest.unknown.threshold == DEFAULT_THRESHOLDS["facenet"]["by_photos_per_person"][2]
+    assert manifest.unknown.threshold == thresholds_table()[2]
 
 
 def test_a_missing_training_package_is_one_line(tmp_path, shared_photos) -> None:

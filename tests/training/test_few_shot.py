@@ -10,12 +10,12 @@ from app.backends import Classifier
 from app.backends.sklearn_model import SklearnClassifier
 from app.labelled.folders import Photo
 from app.model.recognizer import UNKNOWN, Recognizer
-from tests.training.conftest import PEOPLE, Listing, copy_photos, subset
+from tests.training.conftest import EMBEDDING, PEOPLE, Listing, copy_photos, subset, thresholds_table
 from training import sklearn_search
 from training.errors import TrainingInputError
 from training.fitting import FitOptions
 from training.split import plan_evaluation
-from training.unknown_threshold import DEFAULT_THRESHOLDS, choose_threshold
+from training.unknown_threshold import choose_threshold
 
 pytestmark = pytest.mark.slow
 
@@ -63,15 +63,15 @@ def test_ties_go_to_calibrated_probabilities(embedded) -> None:
 
 
 def test_threshold_is_calibrated_only_with_enough_people_and_photos(embedded) -> None:
-    calibrated = choose_threshold(*subset(embedded, 10), "facenet", {"margin": 0.2})
+    calibrated = choose_threshold(*subset(embedded, 10), *EMBEDDING)
     assert calibrated.summary["source"] == "calibrated" and calibrated.calibration is not None
-    table = DEFAULT_THRESHOLDS["facenet"]["by_photos_per_person"]
+    table = thresholds_table()
     for per_person, k in [(1, 1), (3, 3), (4, 3), (9, 5)]:
-        default = choose_threshold(*subset(embedded, per_person), "facenet", {"margin": 0.2})
+        default = choose_threshold(*subset(embedded, per_person), *EMBEDDING)
         assert default.summary["source"] == "default"
         assert default.threshold == table[k]
         assert "bench/learning_curve.py --thresholds" in default.summary["provenance"]
-    few_people = choose_threshold(*subset(embedded, 10, PEOPLE[:2]), "facenet", {"margin": 0.2})
+    few_people = choose_threshold(*subset(embedded, 10, PEOPLE[:2]), *EMBEDDING)
     assert few_people.summary["source"] == "default"
     other_model = choose_threshold(*subset(embedded, 2), "facenet", {"margin": 0.3})
     assert other_model.threshold is None and other_model.summary["source"] == "none"
@@ -108,7 +108,7 @@ def test_one_photo_per_person_trains_and_serves(tmp_path, shared_photos, run_cli
     assert "no cross-validation is possible" in manifest.classifier["choice"]
     assert manifest.metrics["evaluation"]["method"] == "leave_one_photo_out"
     assert "leave_one_photo_out" not in manifest.metrics  # leaving a person's only photo out leaves nobody
-    assert manifest.unknown.threshold == DEFAULT_THRESHOLDS["facenet"]["by_photos_per_person"][1]
+    assert manifest.unknown.threshold == thresholds_table()[1]
     assert "No accuracy figure: every person has a single photo" in (version_dir / "report.md").read_text()
     recognizer = Recognizer.from_artifact(version_dir)
     labels = []

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from app.pipeline.align import Template
 from app.pipeline.detect import Detection
 from app.registry import Entry, Registry
 
@@ -22,6 +23,9 @@ class FeatureExtractor(ABC):
     #: True when rows are face embeddings, comparable by cosine distance: faces of one
     #: person lie close together. Enables the "unknown" rule and face matching in training.
     embedding: bool = False
+    #: The landmark template ``crop`` warps faces onto, which names the crop and gives its size;
+    #: None when faces are cut by their box. Anything that changes it is in ``params``.
+    template: Template | None = None
 
     @property
     @abstractmethod
@@ -48,6 +52,10 @@ FEATURES = Registry(
         "facenet": Entry(
             "app.pipeline.features.facenet:FaceNetEmbedder",
             "FaceNet embeddings (Inception-ResNet-v1, 512-d)",
+        ),
+        "dlib": Entry(
+            "app.pipeline.features.dlib_resnet:DlibResNetEmbedder",
+            "dlib's face descriptor (ResNet-29, 128-d), faces warped onto dlib's template",
         ),
         "wavelet": Entry(
             "app.pipeline.features.wavelet:WaveletFeatures",
