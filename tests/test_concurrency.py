@@ -41,7 +41,7 @@ HAMMER = textwrap.dedent(
 
 
 def test_detectors_and_embedder_survive_many_threads(one_face) -> None:
-    for name in ("haar", "blazeface"):
+    for name in ("haar", "blazeface", "centerface"):
         run = run_python(HAMMER, name, str(one_face.path), timeout=300)
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == "ok 1"

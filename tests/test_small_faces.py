@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.artifact.manifest import load_manifest
 from app.model.recognizer import LOW_QUALITY_HEIGHT
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import Box, Detection, create_detector
 from app.pipeline.detect.blazeface import WHOLE_PHOTO_ONLY
 from app.pipeline.detect.search import novel, tile_grid, unrotate
-from tests.conftest import LabelledPhoto
+from tests.conftest import ARTIFACTS, LabelledPhoto
 from tests.images import encode
 
 
@@ -192,9 +193,12 @@ def test_quality_flags_small_faces_over_http(client: TestClient, single_face_pho
     assert small["quality"] == "low" and small["box"]["height"] < LOW_QUALITY_HEIGHT
 
 
-def test_thorough_parameter_over_http(client: TestClient, single_face_photos, detector) -> None:
-    """The parameter reaches the detector: each search answers over HTTP what it finds in-process
-    (bench/detection.py compares what the two find over many photos)."""
+def test_thorough_parameter_over_http(client: TestClient, single_face_photos) -> None:
+    """The parameter reaches the detector: each search answers over HTTP what the served model's
+    detector finds in-process (bench/detection.py compares what the two find over many photos)."""
+    served = client.get("/v1/models").json()
+    manifest = load_manifest(ARTIFACTS / served["backend"] / served["version"])
+    detector = create_detector(manifest.detector.name, manifest.detector.params)
     canvas, _truth = group_photo(single_face_photos[:8], [16] * 8)
     data = encode(canvas, quality=95)
     rgb = decode_image(data)
