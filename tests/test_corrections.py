@@ -9,6 +9,8 @@ dominic_monaghan) are the strangers it names wrongly or calls unknown.
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifact.file_names import CORRECTIONS, REFERENCE_LABELS
+from app.artifact.file_names import CORRECTIONS, MANIFEST, REFERENCE_LABELS
 from app.artifact.manifest import LATEST, load_manifest, resolve_version_dir
 from app.config import Settings
 from app.labelled.folders import IMAGE_SUFFIXES, scan
@@ -153,14 +155,28 @@ def test_a_new_store_adopts_the_served_versions_people(
     assert (workdir / "artifacts" / "svm" / LATEST).read_text().strip() == served
 
 
-def test_the_committed_default_is_adopted_with_its_training_faces_labels(
+def without_reference_labels(artifacts: Path, into: Path) -> Path:
+    """A copy of ``artifacts`` whose svm version stores no reference labels, as every version
+    trained before corrections were (issue 29): its manifest lists no such file."""
+    shutil.copytree(artifacts, into)
+    version_dir = resolve_version_dir(into, "svm")
+    (version_dir / REFERENCE_LABELS).unlink()
+    manifest = json.loads((version_dir / MANIFEST).read_text())
+    del manifest["files"][REFERENCE_LABELS]
+    (version_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return into
+
+
+def test_a_version_without_reference_labels_is_adopted_with_its_training_faces_labels(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    """The committed model stores no reference labels: its own classifier names each reference,
-    and that naming is the training split's, face for face."""
-    version_dir = resolve_version_dir(ARTIFACTS, "svm")
+    """A version that stores no reference labels: its own classifier names each reference, and
+    that naming is the training split's, face for face, as the labels the committed one stores."""
+    seed_dir = without_reference_labels(ARTIFACTS, tmp_path / "seed")
+    version_dir = resolve_version_dir(seed_dir, "svm")
     manifest = load_manifest(version_dir)
     assert REFERENCE_LABELS not in manifest.files
+    stored = np.load(resolve_version_dir(ARTIFACTS, "svm") / REFERENCE_LABELS, allow_pickle=False)
     people = adopted_people(version_dir, manifest)
     plan = plan_evaluation(
         scan(data_dir).photos, manifest.dataset["test_size"], manifest.dataset["split_seed"]
@@ -170,21 +186,22 @@ def test_the_committed_default_is_adopted_with_its_training_faces_labels(
         zip(*np.unique(split, return_counts=True), strict=True)
     )
     references = np.load(version_dir / "references.npy")
+    assert np.array_equal(stored, split)
     for person in people:
         assert np.array_equal(person.references, references[split == person.id])
         assert person.seeded.labelled_by == LABELLED_BY_CLASSIFIER
         assert person.picture is not None
-    with trainer(trainer_settings(tmp_path, seed_dir=ARTIFACTS)) as client:
+    with trainer(trainer_settings(tmp_path, seed_dir=seed_dir)) as client:
         wait_ready(client)
         listed = client.get("/v1/people").json()
         assert listed["version"] == version_dir.name
         assert {p["id"]: p["has_picture"] for p in listed["people"]} == dict.fromkeys(
             manifest.class_ids, True
         )
-    with trainer(trainer_settings(tmp_path, seed_dir=ARTIFACTS)) as client:  # a restart adopts nothing again
+    with trainer(trainer_settings(tmp_path, seed_dir=seed_dir)) as client:  # a restart adopts nothing again
         wait_ready(client)
         assert client.delete(f"/v1/people/{manifest.class_ids[0]}").status_code == 200
-    with trainer(trainer_settings(tmp_path, seed_dir=ARTIFACTS)) as client:
+    with trainer(trainer_settings(tmp_path, seed_dir=seed_dir)) as client:
         wait_ready(client)
         assert [p["id"] for p in client.get("/v1/people").json()["people"]] == manifest.class_ids[1:]
 
