@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         14, ge=0, description="Photos that may wait for a thread, per worker; past it, 503 with Retry-After"
     )
     max_queue_wait_s: float = Field(
-        1.5,
+        2.0,
         gt=0,
         description="Shed a photo at once (503, Retry-After) when the photos ahead would keep it "
         "waiting longer than this for a thread, each judged by its upload's size and what recent "
