@@ -29,11 +29,18 @@ DEFAULT_FEATURES = "facenet"
 #: large for BlazeFace's whole-photo pass searched by CenterFace instead of tiles (issue 25,
 #: docs/benchmarks.md). The manifest records them.
 DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"max_side": 1280, "small_faces": "centerface"}
+#: How the default detector searches photos too large for its whole-photo pass (``--small-faces``):
+#: CenterFace finds smaller faces, the tiles cost less CPU on large photos (docs/load.md).
+SMALL_FACES = ("centerface", "tiles")
 
 
-def new_detector(name: str) -> FaceDetector:
-    """The detector ``name`` as a new model gets it: the default one with ``DEFAULT_DETECTOR_PARAMS``."""
-    return create_detector(name, DEFAULT_DETECTOR_PARAMS if name == DEFAULT_DETECTOR else None)
+def new_detector(name: str, small_faces: str = "centerface") -> FaceDetector:
+    """The detector ``name`` as a new model gets it: the default one with ``DEFAULT_DETECTOR_PARAMS``,
+    or with its own settings (the tile search, as models trained before CenterFace) for ``tiles``."""
+    if small_faces not in SMALL_FACES:
+        raise ValueError(f"unknown small-face search {small_faces!r}; choose from {SMALL_FACES}")
+    centerface = name == DEFAULT_DETECTOR and small_faces == "centerface"
+    return create_detector(name, DEFAULT_DETECTOR_PARAMS if centerface else None)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class TrainConfig:
     artifacts: Path
     backend: str = "svm"
     detector: str = DEFAULT_DETECTOR
+    #: How the default detector searches large photos for small faces: one of ``SMALL_FACES``.
+    small_faces: str = "centerface"
     features: str = DEFAULT_FEATURES
     test_size: float = 0.2
     seed: int = 42
@@ -72,7 +81,8 @@ class Stages:
 
     @classmethod
     def create(cls, config: TrainConfig) -> Stages:
-        detector, extractor = new_detector(config.detector), create_extractor(config.features)
+        detector = new_detector(config.detector, config.small_faces)
+        extractor = create_extractor(config.features)
         cache = (
             None
             if config.cache_dir is None

@@ -124,3 +124,15 @@ def test_a_missing_training_package_is_one_line(tmp_path, shared_photos) -> None
         "install the train extra: `pip install -c constraints.txt -e .[train]`"
     )
     assert "Traceback" not in run.stderr
+
+
+def test_small_faces_chooses_the_search_the_manifest_records(five_each, run_cli, tmp_path) -> None:
+    """``--small-faces tiles`` trains with the detector's own tile search (cheaper on large photos),
+    the default with CenterFace; each manifest says which, so the service searches the same way."""
+    assert run_cli(five_each, "--small-faces", "tiles")[0] == 0
+    tiles = load_manifest(tmp_path / "artifacts" / "svm" / "v1").detector.params
+    (tmp_path / "artifacts" / "svm" / "v1").rename(tmp_path / "artifacts" / "svm" / "tiles")
+    assert run_cli(five_each)[0] == 0
+    centerface = load_manifest(tmp_path / "artifacts" / "svm" / "v1").detector.params
+    assert (tiles.get("small_faces", "tiles"), tiles["max_side"]) == ("tiles", 1024)
+    assert (centerface["small_faces"], centerface["max_side"]) == ("centerface", 1280)
