@@ -13,6 +13,7 @@ from app.pipeline.features import FEATURES
 from app.registry import Registry
 from training.cli import build_parser
 from training.fitting import TRAINERS
+from training.run_config import SMALL_FACES
 
 
 def test_settings_accept_exactly_the_registered_names() -> None:
@@ -30,7 +31,12 @@ def test_training_cli_offers_the_registered_names() -> None:
         for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions  # type: ignore[union-attr]
         if action.choices
     }
-    assert choices == {"backend": TRAINERS.names, "detector": DETECTORS.names, "features": FEATURES.names}
+    assert choices == {
+        "backend": TRAINERS.names,
+        "detector": DETECTORS.names,
+        "features": FEATURES.names,
+        "small_faces": SMALL_FACES,
+    }
 
 
 @pytest.mark.parametrize("registry", [BACKENDS, DETECTORS, FEATURES, TRAINERS], ids=lambda r: r.stage)
