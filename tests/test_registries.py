@@ -9,11 +9,11 @@ import pytest
 from app.backends import BACKENDS
 from app.config import PROJECT_ROOT, BackendName, DetectorName
 from app.pipeline.detect import DETECTORS, create_detector
+from app.pipeline.detect.blazeface import SMALL_FACE_SEARCHES
 from app.pipeline.features import FEATURES
 from app.registry import Registry
 from training.cli import build_parser
 from training.fitting import TRAINERS
-from training.run_config import SMALL_FACES
 
 
 def test_settings_accept_exactly_the_registered_names() -> None:
@@ -35,7 +35,7 @@ def test_training_cli_offers_the_registered_names() -> None:
         "backend": TRAINERS.names,
         "detector": DETECTORS.names,
         "features": FEATURES.names,
-        "small_faces": SMALL_FACES,
+        "small_faces": SMALL_FACE_SEARCHES,
     }
 
 

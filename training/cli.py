@@ -31,11 +31,12 @@ from pathlib import Path
 from app.command_line import OneLineParser, positive
 from app.labelled.folders import DatasetError
 from app.pipeline.detect import DETECTORS
+from app.pipeline.detect.blazeface import SMALL_FACE_SEARCHES
 from app.pipeline.features import FEATURES
 from app.registry import MissingExtra
 from training.cache import default_cache_dir
 from training.fitting import TRAINERS
-from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, SMALL_FACES, Stages, TrainConfig
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, Stages, TrainConfig
 
 
 def _test_size(text: str) -> float:
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--detector", choices=DETECTORS.names, default=DEFAULT_DETECTOR)
     run.add_argument(
         "--small-faces",
-        choices=SMALL_FACES,
+        choices=SMALL_FACE_SEARCHES,
         default="centerface",
         help="how the default detector searches photos over 427 px: centerface finds faces down to "
         "20 px, tiles cost less CPU on large photos (default: centerface)",

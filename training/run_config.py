@@ -15,6 +15,7 @@ import numpy as np
 
 from app.labelled.folders import Photo
 from app.pipeline.detect import FaceDetector, create_detector
+from app.pipeline.detect.blazeface import SMALL_FACE_SEARCHES
 from app.pipeline.features import FeatureExtractor, create_extractor
 from training.cache import EmbeddingCache, PhotoFaces
 from training.faces import main_face_features
@@ -29,16 +30,16 @@ DEFAULT_FEATURES = "facenet"
 #: large for BlazeFace's whole-photo pass searched by CenterFace instead of tiles (issue 25,
 #: docs/benchmarks.md). The manifest records them.
 DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"max_side": 1280, "small_faces": "centerface"}
-#: How the default detector searches photos too large for its whole-photo pass (``--small-faces``):
-#: CenterFace finds smaller faces, the tiles cost less CPU on large photos (docs/load.md).
-SMALL_FACES = ("centerface", "tiles")
 
 
 def new_detector(name: str, small_faces: str = "centerface") -> FaceDetector:
     """The detector ``name`` as a new model gets it: the default one with ``DEFAULT_DETECTOR_PARAMS``,
-    or with its own settings (the tile search, as models trained before CenterFace) for ``tiles``."""
-    if small_faces not in SMALL_FACES:
-        raise ValueError(f"unknown small-face search {small_faces!r}; choose from {SMALL_FACES}")
+    or with its own settings (the tile search, as models trained before CenterFace) for ``tiles``.
+
+    ``small_faces`` is one of ``SMALL_FACE_SEARCHES`` (``--small-faces``): CenterFace finds smaller
+    faces, the tiles cost less CPU on large photos (docs/load.md)."""
+    if small_faces not in SMALL_FACE_SEARCHES:
+        raise ValueError(f"unknown small-face search {small_faces!r}; choose from {SMALL_FACE_SEARCHES}")
     centerface = name == DEFAULT_DETECTOR and small_faces == "centerface"
     return create_detector(name, DEFAULT_DETECTOR_PARAMS if centerface else None)
 
@@ -49,7 +50,7 @@ class TrainConfig:
     artifacts: Path
     backend: str = "svm"
     detector: str = DEFAULT_DETECTOR
-    #: How the default detector searches large photos for small faces: one of ``SMALL_FACES``.
+    #: How the default detector searches large photos for small faces: one of ``SMALL_FACE_SEARCHES``.
     small_faces: str = "centerface"
     features: str = DEFAULT_FEATURES
     test_size: float = 0.2

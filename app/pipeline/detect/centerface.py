@@ -128,6 +128,7 @@ class CenterFaceDetector(FaceDetector):
         # One session for every thread (ONNX Runtime allows concurrent run()); loaded now, so
         # missing or miscomputing weights fail at start-up, not on a request.
         self._session = load_session(MODEL, default_intra_op_threads())
+        self._outputs = [output.name for output in self._session.get_outputs()]
 
     @property
     def params(self) -> dict[str, Any]:
@@ -178,6 +179,6 @@ class CenterFaceDetector(FaceDetector):
     def _run(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
         """The network once on ``rgb``: its faces from ``threshold``."""
         height, width = rgb.shape[:2]
-        names = [output.name for output in self._session.get_outputs()]
-        outputs = dict(zip(names, self._session.run(names, {"image": padded_input(rgb)}), strict=True))
+        run = self._session.run(self._outputs, {"image": padded_input(rgb)})
+        outputs = dict(zip(self._outputs, run, strict=True))
         return decode(outputs, width, height, threshold, self.nms_iou)
