@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from app.config import PROJECT_ROOT
+from app.pipeline.decode import decode_image
+from app.pipeline.detect.centerface import padded_input
 from app.pipeline.numerics import REFERENCE_SUFFIX
 from app.pipeline.onnx_session import default_intra_op_threads, load_session
 from app.pipeline.weights import MODELS, WeightsMissing, model_file
@@ -74,3 +78,29 @@ def test_threads_per_call_follow_omp_num_threads_as_ray_sets_it(monkeypatch: pyt
     assert default_intra_op_threads() == (os.cpu_count() or 1)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_intra_op_threads() == (os.cpu_count() or 1)
+
+
+def test_a_call_beside_another_runs_on_one_thread_and_computes_the_same(four_people: bytes) -> None:
+    """Alone, a call takes every thread it was given; while another call is in progress it takes
+    one, so two photos in flight do not fight over the cores. Either way the numbers are the same."""
+    session = load_session("centerface.onnx", intra_op_threads=2)
+    feed = {"image": padded_input(decode_image(four_people))}
+    alone = session.run(["heatmap"], feed)[0]
+    assert session.runs == Counter({2: 1})
+
+    start = threading.Barrier(2)
+    answers: list[np.ndarray] = []
+
+    def call_four_times() -> None:
+        start.wait()
+        answers.extend(session.run(["heatmap"], feed)[0] for _ in range(4))
+
+    threads = [threading.Thread(target=call_four_times) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(session.runs.values()) == 9
+    assert session.runs[1] >= 1  # the two threads' calls overlapped at least once
+    for answer in answers:
+        np.testing.assert_allclose(answer, alone, rtol=0, atol=1e-5)

@@ -4,18 +4,22 @@ Unlike a ``cv2.dnn.Net``, an ``InferenceSession`` may be ``run()`` by several th
 once, so each model is loaded once per process and shared by the inference threads; no
 pool is needed.
 
-Threads: each ``run()`` gets ``intra_op_threads`` threads (the caller's included), by
-default one per core whatever ``INFERENCE_THREADS`` is. On 2 cores with two photos in
-flight (bench/embedding.py --concurrency 2, docs/benchmarks.md) two threads per call gave
-more faces per second than one in each of the four pairs measured, and a single call's
-time per face within the noise. Spinning is off, so a thread waiting for work does not take the
-core the other photo needs.
+Threads: a network runs on ``intra_op_threads`` threads (the caller's included; by default
+one per core) when no other network call is in progress in the process, and on one thread
+when another is: a lone photo gets every core, the quickest answer, while two photos in
+flight no longer each ask for every core and fight over them, which cost throughput on
+mixed photos (docs/benchmarks.md, "Threads per call by load"). ``Session`` holds one
+ONNX Runtime session of each kind. Spinning is off, so a thread waiting for work does not
+take the core the other photo needs.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 
@@ -34,14 +38,52 @@ def default_intra_op_threads() -> int:
     return int(limit) if limit.isdigit() and int(limit) > 0 else os.cpu_count() or 1
 
 
-def load_session(model: str, intra_op_threads: int) -> ort.InferenceSession:
-    """The committed ONNX ``model`` on the CPU, ``intra_op_threads`` threads per ``run()``.
+class Session:
+    """One network, shared by every thread: on ``intra_op_threads`` threads alone, on one beside another call.
+
+    The choice is made per ``run()`` from the calls of every ``Session`` in the process, so a
+    photo's detector and embedding calls count alike. Both sessions load the same file and
+    compute with the same kernels; only how the work is split between threads differs.
+    """
+
+    _running = 0
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path, intra_op_threads: int) -> None:
+        self.threads = intra_op_threads
+        self.wide = session_from_file(path, intra_op_threads)
+        self.narrow = session_from_file(path, 1) if intra_op_threads > 1 else self.wide
+        #: Calls so far by the number of threads they ran on.
+        self.runs: Counter[int] = Counter()
+
+    def get_inputs(self) -> list[Any]:
+        return self.wide.get_inputs()
+
+    def get_outputs(self) -> list[Any]:
+        return self.wide.get_outputs()
+
+    def run(self, output_names: list[str] | None, feed: dict[str, Any]) -> list[Any]:
+        """``InferenceSession.run`` on every core if no other call is in progress, else on one."""
+        with Session._lock:
+            alone = Session._running == 0
+            Session._running += 1
+            self.runs[self.threads if alone else 1] += 1
+        session = self.wide if alone else self.narrow
+        try:
+            return session.run(output_names, feed)
+        finally:
+            with Session._lock:
+                Session._running -= 1
+
+
+def load_session(model: str, intra_op_threads: int) -> Session:
+    """The committed ONNX ``model`` on the CPU, up to ``intra_op_threads`` threads per ``run()``.
 
     Raises ``NumericsMismatch`` if it fails its self-check on this CPU (``app.pipeline.numerics``).
     """
     path = model_file(model)
-    session = session_from_file(path, intra_op_threads)
-    verify(path, session)
+    session = Session(path, intra_op_threads)
+    verify(path, session.wide)
     return session
 
 
