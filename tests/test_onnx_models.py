@@ -82,7 +82,7 @@ def test_threads_per_call_follow_omp_num_threads_as_ray_sets_it(monkeypatch: pyt
 
 def test_a_call_beside_another_runs_on_one_thread_and_computes_the_same(four_people: bytes) -> None:
     """Alone, a call takes every thread it was given; while another call is in progress it takes
-    one, so two photos in flight do not fight over the cores. Either way the numbers are the same."""
+    half (here one), so two photos in flight share the cores. Either way the numbers are the same."""
     session = load_session("centerface.onnx", intra_op_threads=2)
     feed = {"image": padded_input(decode_image(four_people))}
     alone = session.run(["heatmap"], feed)[0]

@@ -5,12 +5,12 @@ once, so each model is loaded once per process and shared by the inference threa
 pool is needed.
 
 Threads: a network runs on ``intra_op_threads`` threads (the caller's included; by default
-one per core) when no other network call is in progress in the process, and on one thread
-when another is: a lone photo gets every core, the quickest answer, while two photos in
-flight no longer each ask for every core and fight over them, which cost throughput on
-mixed photos (docs/benchmarks.md, "Threads per call by load"). ``Session`` holds one
-ONNX Runtime session of each kind. Spinning is off, so a thread waiting for work does not
-take the core the other photo needs.
+one per core) when no other network call is in progress in the process, and on half as many
+(at least one) when another is: a lone photo gets every core, the quickest answer, while two
+photos in flight share the cores instead of each asking for all of them and fighting over
+them, which cost throughput on mixed photos (docs/benchmarks.md, "Threads per call by load").
+``Session`` holds one ONNX Runtime session of each size. Spinning is off, so a thread waiting
+for work does not take the core the other photo needs.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def default_intra_op_threads() -> int:
 
 
 class Session:
-    """One network, shared by every thread: on ``intra_op_threads`` threads alone, on one beside another call.
+    """One network shared by every thread: all its threads when alone, half of them beside another call.
 
     The choice is made per ``run()`` from the calls of every ``Session`` in the process, so a
     photo's detector and embedding calls count alike. Both sessions load the same file and
@@ -51,8 +51,9 @@ class Session:
 
     def __init__(self, path: Path, intra_op_threads: int) -> None:
         self.threads = intra_op_threads
+        self.shared_threads = max(1, intra_op_threads // 2)
         self.wide = session_from_file(path, intra_op_threads)
-        self.narrow = session_from_file(path, 1) if intra_op_threads > 1 else self.wide
+        self.narrow = self.wide if intra_op_threads == 1 else session_from_file(path, self.shared_threads)
         #: Calls so far by the number of threads they ran on.
         self.runs: Counter[int] = Counter()
 
@@ -63,11 +64,11 @@ class Session:
         return self.wide.get_outputs()
 
     def run(self, output_names: list[str] | None, feed: dict[str, Any]) -> list[Any]:
-        """``InferenceSession.run`` on every core if no other call is in progress, else on one."""
+        """``InferenceSession.run`` on every thread if no other call is in progress, else on half."""
         with Session._lock:
             alone = Session._running == 0
             Session._running += 1
-            self.runs[self.threads if alone else 1] += 1
+            self.runs[self.threads if alone else self.shared_threads] += 1
         session = self.wide if alone else self.narrow
         try:
             return session.run(output_names, feed)
