@@ -144,7 +144,9 @@ def neighbour_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
     k = min(NEIGHBOURS, count - 1)
     others = distances + np.diag(np.full(count, np.inf))
     nearest = np.argpartition(others, k - 1, axis=1)[:, :k]
-    sets = sparse.csr_matrix((np.ones(nearest.size), nearest.ravel(), np.arange(0, nearest.size + 1, k)), (count, count))
+    sets = sparse.csr_matrix(
+        (np.ones(nearest.size), nearest.ravel(), np.arange(0, nearest.size + 1, k)), (count, count)
+    )
     shared = (sets @ sets.T).toarray()
     jaccard = 1.0 - shared / (2 * k - shared)
     ranked = (distances + threshold * jaccard) / 2
