@@ -46,7 +46,7 @@ BLOCK = 4000
 #: k-means' iterations at most, when cutting more than ``BLOCK`` faces into cells of half as many.
 CELL_ITERATIONS = 30
 #: How many nearest faces make a face's neighbourhood, whose overlap re-ranks distances (docs/clustering.md).
-NEIGHBOURS = 6
+NEIGHBOURS = 5
 #: The fewest faces that make a group; fewer are reported as seen once.
 MIN_GROUP = 2
 #: Joining groups across cells stops when it no longer shrinks their number by this share.
