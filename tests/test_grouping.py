@@ -81,8 +81,8 @@ def test_two_people_closer_than_the_threshold_on_average_are_one_group() -> None
 
 def test_a_person_spread_along_an_arc_is_one_group_by_shared_neighbours() -> None:
     """Faces far apart on average but each among the same faces of the person are one group."""
-    embeddings = np.vstack([arc(16, 1.8, seed=1), arc(16, 1.8, seed=2)])
-    who = np.repeat([0, 1], 16)
+    embeddings = np.vstack([arc(24, 2.0, seed=1), arc(24, 2.0, seed=2)])
+    who = np.repeat([0, 1], 24)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     cosine_alone = fcluster(linkage(pdist(unit, "cosine"), "average"), THRESHOLD, "distance")
     assert len(set(cosine_alone)) > 2  # what average linkage on cosine distances gives: each person split
