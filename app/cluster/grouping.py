@@ -5,10 +5,10 @@ distance between their faces is within the threshold. A mean, not the nearest pa
 the nearest pair (single linkage, DBSCAN with one neighbour) chains two people together through
 one look-alike pair, and among many people there always is one.
 
-The distance between two faces is the mean of their cosine distance and the threshold times the
-Jaccard distance between their sets of ``NEIGHBOURS`` nearest faces (a re-ranking by shared
-neighbours). Two faces that share no neighbour are then joined, as without it, only within the
-threshold; two faces with the same neighbours up to twice as far apart. One person's photos in
+The distance between two faces is their cosine distance re-ranked by the Jaccard distance between
+their sets of ``NEIGHBOURS`` nearest faces (``neighbour_distances``). Two faces that share no
+neighbour are then joined, as without it, only within the threshold; two faces with the same
+neighbours up to ``REACH`` times as far apart. One person's photos in
 another light or pose lie far apart but among the same faces of that person, which is what
 joins them; two look-alikes' faces have their own people around them.
 
@@ -47,6 +47,8 @@ BLOCK = 4000
 CELL_ITERATIONS = 30
 #: How many nearest faces make a face's neighbourhood, whose overlap re-ranks distances (docs/clustering.md).
 NEIGHBOURS = 5
+#: How far shared neighbours stretch the threshold: faces with the same neighbours join this many times as far
+REACH = 1.5
 #: The fewest faces that make a group; fewer are reported as seen once.
 MIN_GROUP = 2
 #: Joining groups across cells stops when it no longer shrinks their number by this share.
@@ -133,23 +135,25 @@ def _average_linkage(means: np.ndarray, threshold: float, faces: bool) -> np.nda
 
 
 def neighbour_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
-    """The mean of each cosine distance and ``threshold`` x the Jaccard distance of the two faces' neighbours.
+    """Each cosine distance ``d`` re-ranked by the Jaccard distance ``j`` of the two faces' neighbours.
 
     A face's neighbours are its ``NEIGHBOURS`` nearest other faces (all of them, in an archive of
-    fewer); the Jaccard distance is the share of the two sets' union that is not in both. A pair
-    of faces that share none keeps the plain rule (joined within ``threshold``), a pair with the
-    same neighbours is joined up to twice as far. The sets' overlaps are one sparse product.
+    fewer); ``j`` is the share of the two sets' union that is not in both. The distance is
+    ``d / REACH + (1 - 1 / REACH) x threshold x j``: a pair of faces that share no neighbour
+    keeps the plain rule (joined within ``threshold``), a pair with the same neighbours is joined
+    up to ``REACH`` times as far. The sets' overlaps are one sparse product.
     """
     count = len(distances)
     k = min(NEIGHBOURS, count - 1)
-    others = distances + np.diag(np.full(count, np.inf))
+    others = distances.copy()
+    np.fill_diagonal(others, np.inf)  # a face is not its own neighbour
     nearest = np.argpartition(others, k - 1, axis=1)[:, :k]
     sets = sparse.csr_matrix(
         (np.ones(nearest.size), nearest.ravel(), np.arange(0, nearest.size + 1, k)), (count, count)
     )
     shared = (sets @ sets.T).toarray()
     jaccard = 1.0 - shared / (2 * k - shared)
-    ranked = (distances + threshold * jaccard) / 2
+    ranked = distances / REACH + (1 - 1 / REACH) * threshold * jaccard
     np.fill_diagonal(ranked, 0.0)
     return ranked
 
