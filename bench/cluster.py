@@ -342,7 +342,7 @@ def ratios(candidates: list[float]) -> None:
 
     How ``GROUPING_RATIO`` was chosen: the training faces (``references.npy``, the split the
     unknown threshold is calibrated on), labelled by the model's own classifier, grouped at
-    each ratio; the ratio is the largest at which no group mixes two people.
+    each ratio; the ratio is the middle of those at which they form one group per person.
     """
     settings = Settings()
     recognizer = load_recognizer(settings)

@@ -2,6 +2,8 @@
 
 The synthetic people are far apart and their faces spread at the threshold's own scale, so
 the right groups are known; the real faces are in tests/test_cluster.py and bench/cluster.py.
+The re-ranking by shared neighbours is checked here not to join what the plain rule keeps
+apart; that it joins more of one person's real faces is tests/test_grouping_faces24.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from app.artifact.manifest import Manifest
-from app.cluster.grouping import GROUPING_RATIO, GroupingError, attach, drop_small, group, grouping_threshold
+from app.cluster.grouping import (
+    GROUPING_RATIO,
+    REACH,
+    GroupingError,
+    attach,
+    drop_small,
+    group,
+    grouping_threshold,
+    neighbour_distances,
+)
 
 THRESHOLD = 0.55
 
@@ -56,6 +67,27 @@ def test_two_people_closer_than_the_threshold_on_average_are_one_group() -> None
     far = np.array([[0.0, 0.0, 1.0]])
     labels = group(np.vstack([near, far]), threshold=0.1)
     assert labels[0] == labels[1] != labels[2]
+
+
+def test_faces_that_share_no_neighbour_keep_the_plain_rule() -> None:
+    """Re-ranking only relaxes the cut as neighbourhoods overlap: two faces alone, or two tight
+    people each among their own faces, are joined only within the threshold, as before."""
+    rng = np.random.default_rng(4)
+    for distance in (THRESHOLD - 0.05, THRESHOLD + 0.05):
+        pair = np.array([[1.0, 0.0], [1.0 - distance, np.sqrt(1 - (1 - distance) ** 2)]])
+        cosine = 1.0 - pair @ pair.T
+        assert neighbour_distances(cosine, THRESHOLD)[0, 1] == pytest.approx(
+            distance / REACH + (1 - 1 / REACH) * THRESHOLD
+        )
+        labels = group(pair, THRESHOLD)
+        assert (labels[0] == labels[1]) == (distance < THRESHOLD)
+    # two look-alikes: centres a cosine distance of 1.3 x the threshold apart (within REACH x the
+    # threshold), each with 10 faces close around it and so sharing no neighbour with the other
+    apart = 1.3 * THRESHOLD
+    centres = np.zeros((2, 64))
+    centres[0, 0], centres[1, :2] = 1.0, (1.0 - apart, np.sqrt(1 - (1 - apart) ** 2))
+    faces = np.repeat(centres, 10, axis=0) + rng.normal(size=(20, 64)) * 0.01
+    assert same_partition(group(faces, THRESHOLD), np.repeat([0, 1], 10))
 
 
 def test_small_groups_drop_and_low_quality_faces_join_only_a_close_group() -> None:

@@ -1,9 +1,16 @@
 """Group face embeddings by identity: average linkage at a distance derived from the served model.
 
 Average linkage (what scikit-learn's ``AgglomerativeClustering`` runs) joins two groups while the mean
-cosine distance between their faces is within the threshold. A mean, not the nearest pair:
-joining at the nearest pair (single linkage, DBSCAN with one neighbour) chains two people
-together through one look-alike pair, and among many people there always is one.
+distance between their faces is within the threshold. A mean, not the nearest pair: joining at
+the nearest pair (single linkage, DBSCAN with one neighbour) chains two people together through
+one look-alike pair, and among many people there always is one.
+
+The distance between two faces is their cosine distance re-ranked by the Jaccard distance between
+their sets of ``NEIGHBOURS`` nearest faces (``neighbour_distances``). Two faces that share no
+neighbour are then joined, as without it, only within the threshold; two faces with the same
+neighbours up to ``REACH`` times as far apart. One person's photos in
+another light or pose lie far apart but among the same faces of that person, which is what
+joins them; two look-alikes' faces have their own people around them.
 
 The threshold is not a number of its own: it is ``GROUPING_RATIO`` times the served model's
 unknown threshold (its calibrated same-person distance, ``manifest.unknown.threshold``), so a
@@ -14,7 +21,8 @@ scikit-learn holds all n x n distances, which a large archive does not fit. Abov
 faces the faces are first cut into k-means cells of about ``BLOCK / 2`` faces, each cell is grouped
 on its own, and groups cut apart by a cell's border are joined by the same rule: the mean
 distance between the faces of two groups is ``1 - a . b`` for the means ``a`` and ``b`` of their
-unit vectors, so the groups' means are all the join needs.
+unit vectors, so the groups' means are all the join needs (on cosine distances alone: a group's
+mean has no neighbours of its own).
 
 The order of the faces never matters: they are sorted by their embeddings first.
 """
@@ -37,6 +45,10 @@ GROUPING_RATIO = 1.4
 BLOCK = 4000
 #: k-means' iterations at most, when cutting more than ``BLOCK`` faces into cells of half as many.
 CELL_ITERATIONS = 30
+#: How many nearest faces make a face's neighbourhood, whose overlap re-ranks distances (docs/clustering.md).
+NEIGHBOURS = 5
+#: How far shared neighbours stretch the threshold: faces with the same neighbours join this many times as far
+REACH = 1.5
 #: The fewest faces that make a group; fewer are reported as seen once.
 MIN_GROUP = 2
 #: Joining groups across cells stops when it no longer shrinks their number by this share.
@@ -73,10 +85,13 @@ def group(embeddings: np.ndarray, threshold: float, block: int = BLOCK) -> np.nd
     return labels
 
 
-def _group_means(means: np.ndarray, threshold: float, block: int) -> np.ndarray:
-    """Average linkage over rows that are means of unit vectors (a unit vector is a one-face group)."""
+def _group_means(means: np.ndarray, threshold: float, block: int, faces: bool = True) -> np.ndarray:
+    """Average linkage over rows that are means of unit vectors (a unit vector is a one-face group).
+
+    ``faces``: the rows are faces, whose distances are re-ranked by their neighbours; groups' means are not.
+    """
     if len(means) <= block:
-        return _average_linkage(means, threshold)
+        return _average_linkage(means, threshold, faces)
     from sklearn.cluster import KMeans  # here: only an archive this large pays for importing scikit-learn
 
     # The cells need not be k-means' best, only compact: a few iterations from random faces
@@ -89,18 +104,20 @@ def _group_means(means: np.ndarray, threshold: float, block: int) -> np.ndarray:
     found = 0
     for cell in np.unique(cells):
         members = np.flatnonzero(cells == cell)
-        inside = _group_means(means[members], threshold, block)
+        inside = _group_means(means[members], threshold, block, faces)
         labels[members] = inside + found
         found += int(inside.max()) + 1
     if found > (1 - LEAST_SHRINK) * len(means):
         return labels  # the cells hardly grouped anything: no join across them would either
     membership = sparse.csr_matrix((np.ones(len(labels)), (labels, np.arange(len(labels)))))
     sums = membership @ means.astype(np.float64)
-    return _group_means(sums / np.bincount(labels)[:, None], threshold, block)[labels]
+    return _group_means(sums / np.bincount(labels)[:, None], threshold, block, faces=False)[labels]
 
 
-def _average_linkage(means: np.ndarray, threshold: float) -> np.ndarray:
+def _average_linkage(means: np.ndarray, threshold: float, faces: bool) -> np.ndarray:
     """Average linkage on the mean distances ``1 - a . b`` between the rows' groups, cut at ``threshold``.
+
+    For faces, each distance is first re-ranked by the faces' neighbours (``neighbour_distances``).
 
     SciPy's ``linkage``, which scikit-learn's ``AgglomerativeClustering`` runs for average
     linkage, called directly: scikit-learn's bookkeeping around it cost more than the linkage
@@ -111,8 +128,34 @@ def _average_linkage(means: np.ndarray, threshold: float) -> np.ndarray:
     rows = means.astype(np.float32)  # float32 products: half the time, and distances to 1e-6
     distances = np.clip(1.0 - rows @ rows.T, 0.0, 2.0, dtype=np.float64)
     np.fill_diagonal(distances, 0.0)
+    if faces:
+        distances = neighbour_distances(distances, threshold)
     tree = linkage(squareform(distances, checks=False), method="average")
     return fcluster(tree, threshold, criterion="distance").astype(np.int64) - 1
+
+
+def neighbour_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
+    """Each cosine distance ``d`` re-ranked by the Jaccard distance ``j`` of the two faces' neighbours.
+
+    A face's neighbours are its ``NEIGHBOURS`` nearest other faces (all of them, in an archive of
+    fewer); ``j`` is the share of the two sets' union that is not in both. The distance is
+    ``d / REACH + (1 - 1 / REACH) x threshold x j``: a pair of faces that share no neighbour
+    keeps the plain rule (joined within ``threshold``), a pair with the same neighbours is joined
+    up to ``REACH`` times as far. The sets' overlaps are one sparse product.
+    """
+    count = len(distances)
+    k = min(NEIGHBOURS, count - 1)
+    others = distances.copy()
+    np.fill_diagonal(others, np.inf)  # a face is not its own neighbour
+    nearest = np.argpartition(others, k - 1, axis=1)[:, :k]
+    sets = sparse.csr_matrix(
+        (np.ones(nearest.size), nearest.ravel(), np.arange(0, nearest.size + 1, k)), (count, count)
+    )
+    shared = (sets @ sets.T).toarray()
+    jaccard = 1.0 - shared / (2 * k - shared)
+    ranked = distances / REACH + (1 - 1 / REACH) * threshold * jaccard
+    np.fill_diagonal(ranked, 0.0)
+    return ranked
 
 
 def attach(
