@@ -52,7 +52,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from mirroring import MIRRORS, mirror_rows, mirrored, nearest_of_both, paired_folds, unknown_rule
+from mirroring import (
+    MIRRORS,
+    mirror_lookup,
+    mirror_rows,
+    mirrored,
+    nearest_of_both,
+    refit_with_mirrors,
+    unknown_rule,
+)
 
 from app.labelled.folders import Photo, scan
 from app.model.recognizer import Recognizer
@@ -136,8 +144,11 @@ def strangers_rejected(
         known = [p for p in chosen if p.label != person]
         features = stages.features_of(known, faces)
         labels = np.array([p.label for p in known])
-        mirrors = mirror.references_of(known, features, faces) if mirror is not None else None
-        rule = unknown_rule(stages, features, labels, mirrors, mirror.defaults if mirror else None)
+        rule = (
+            unknown_rule(stages, features, labels, None, None)
+            if mirror is None
+            else mirror.unknown_rule(stages, known, features, labels, faces)
+        )
         stranger = np.stack([largest_face(faces[p]) for p in everyone if p.label == person])
         rejected.append(np.zeros(len(stranger), bool) if rule is None else rule.is_unknown(stranger))
     return float(np.concatenate(rejected).mean())
@@ -147,24 +158,25 @@ class Mirror:
     """Where the mirrored training faces go (``--mirror``), their embeddings, and the few-photo
     defaults measured with mirrored references."""
 
-    def __init__(self, where: str, mirrors, defaults: dict[int, float]) -> None:
+    def __init__(self, where: str, faces, mirrors, defaults: dict[int, float]) -> None:
         self.where = where
         self.mirrors = mirrors
         self.defaults = defaults
+        self.mirror_of = mirror_lookup(faces, mirrors) if where == "queries" else None
 
     @property
     def classifier(self) -> bool:
         return self.where in ("classifier", "both")
 
-    @property
-    def references(self) -> bool:
-        return self.where in ("references", "both")
-
     def rows_of(self, photos: list[Photo], rows: np.ndarray, faces) -> np.ndarray:
         return mirror_rows(photos, rows, faces, self.mirrors)
 
-    def references_of(self, photos: list[Photo], rows: np.ndarray, faces) -> np.ndarray | None:
-        return self.rows_of(photos, rows, faces) if self.references else None
+    def unknown_rule(self, stages: Stages, photos: list[Photo], rows: np.ndarray, labels, faces):
+        """The rule on ``photos`` (their faces ``rows``): mirrored references, mirrored queries, or plain."""
+        mirrored_rows = (
+            self.rows_of(photos, rows, faces) if self.where in ("references", "both", "queries") else None
+        )
+        return unknown_rule(stages, rows, labels, mirrored_rows, self.defaults, self.mirror_of)
 
 
 def curve(
@@ -178,22 +190,19 @@ def curve(
             scores, closed, strangers, winners, sources = [], [], [], Counter(), Counter()
             for d in range(1 if k is None else draws):
                 chosen = draw(train, k, rng)
-                rows, labels = stages.features_of(chosen, faces), np.array([p.label for p in chosen])
-                x, y = rows, labels
+                own, labels = stages.features_of(chosen, faces), np.array([p.label for p in chosen])
+                artifact = fit_artifact(
+                    own, labels, classes, stages.detector, stages.extractor, FitOptions("svm", seed)
+                )
                 if mirror is not None and mirror.classifier:
-                    x, y = np.concatenate([rows, mirror.rows_of(chosen, rows, faces)]), np.tile(labels, 2)
-                with paired_folds(mirror is not None and mirror.classifier):
-                    artifact = fit_artifact(
-                        x, y, classes, stages.detector, stages.extractor, FitOptions("svm", seed)
-                    )
+                    both = np.concatenate([own, mirror.rows_of(chosen, own, faces)])
+                    refit_with_mirrors(artifact.model, both, np.tile(labels, 2))
                 version_dir = Path(tmp) / f"k{k}-{d}"
                 artifact.save(version_dir)
                 recognizer = Recognizer.from_artifact(version_dir)
                 if mirror is not None:
                     # The rule training would set on the photos' own faces, plus mirrors if asked.
-                    recognizer.unknown = unknown_rule(
-                        stages, rows, labels, mirror.references_of(chosen, rows, faces), mirror.defaults
-                    )
+                    recognizer.unknown = mirror.unknown_rule(stages, chosen, own, labels, faces)
                 answers = [answer_from_faces(recognizer, p, faces[p]) for p in test]
                 scores.append(np.mean([a.label == a.photo.label for a in answers]))
                 recognizer.unknown = None
@@ -227,9 +236,11 @@ def thresholds(
     seed: int,
     percentile: float = PERCENTILE,
     mirrors=None,
+    queries: bool = False,
 ) -> dict[int, float]:
     """Per k: the percentile (99th) distance from a person's other photos to the nearest of k of theirs
-    (or of k and their mirrors, with ``mirrors``: every photo's mirrored faces)."""
+    (with ``mirrors``, every photo's mirrored faces: of k and their mirrors, or, ``queries``, from
+    the nearer of each other photo and its mirror)."""
     features = stages.features_of(train, faces)
     flipped = None if mirrors is None else mirror_rows(train, features, faces, mirrors)
     labels = np.array([p.label for p in train])
@@ -242,8 +253,12 @@ def thresholds(
                 theirs = np.flatnonzero(labels == person)
                 refs = rng.choice(theirs, k, replace=False)
                 rest = np.setdiff1d(theirs, refs)
-                their_mirrors = None if flipped is None else flipped[refs]
-                distances.append(nearest_of_both(features[rest], features[refs], their_mirrors))
+                if flipped is None:
+                    distances.append(nearest_of_both(features[rest], features[refs], None))
+                elif queries:
+                    distances.append(nearest_of_both(features[rest], features[refs], None, flipped[rest]))
+                else:
+                    distances.append(nearest_of_both(features[rest], features[refs], flipped[refs]))
         table[k] = round(float(np.percentile(np.concatenate(distances), percentile)), 3)
     return table
 
@@ -339,9 +354,12 @@ def main() -> int:
     mirror = None
     if args.mirror != "none":
         mirrors = mirrored(stages, [*plan.train, *plan.test], faces)
-        table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed, mirrors=mirrors)
-        print("few-photo defaults with mirrored references (training split):", table, flush=True)
-        mirror = Mirror(args.mirror, mirrors, table)
+        queries = args.mirror == "queries"
+        table = thresholds(
+            stages, plan.train, faces, max(args.draws, 20), args.seed, mirrors=mirrors, queries=queries
+        )
+        print(f"few-photo defaults, mirrors to {args.mirror} (training split):", table, flush=True)
+        mirror = Mirror(args.mirror, faces, mirrors, table)
     if args.thresholds:
         table = thresholds(
             stages,
@@ -351,6 +369,7 @@ def main() -> int:
             args.seed,
             args.percentile,
             None if mirror is None else mirror.mirrors,
+            mirror is not None and mirror.where == "queries",
         )
         print(f"p{args.percentile:g} distance to the nearest of k reference photos, training split:", table)
         return 0
