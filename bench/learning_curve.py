@@ -158,7 +158,7 @@ class Mirror:
     """Where the mirrored training faces go (``--mirror``), their embeddings, and the few-photo
     defaults measured with mirrored references."""
 
-    def __init__(self, where: str, faces, mirrors, defaults: dict[int, float]) -> None:
+    def __init__(self, where: str, faces, mirrors, defaults: dict[int, float] | None) -> None:
         self.where = where
         self.mirrors = mirrors
         self.defaults = defaults
@@ -354,24 +354,26 @@ def main() -> int:
     mirror = None
     if args.mirror != "none":
         mirrors = mirrored(stages, [*plan.train, *plan.test], faces)
-        queries = args.mirror == "queries"
-        table = thresholds(
-            stages, plan.train, faces, max(args.draws, 20), args.seed, mirrors=mirrors, queries=queries
-        )
-        print(f"few-photo defaults, mirrors to {args.mirror} (training split):", table, flush=True)
+        table = None
+        if args.mirror != "classifier":  # the rule sees mirrors: its few-photo defaults measured again
+            queries = args.mirror == "queries"
+            table = thresholds(
+                stages,
+                plan.train,
+                faces,
+                max(args.draws, 20),
+                args.seed,
+                args.percentile,
+                mirrors=mirrors,
+                queries=queries,
+            )
+            print(f"few-photo defaults, mirrors to {args.mirror} (training split):", table, flush=True)
         mirror = Mirror(args.mirror, faces, mirrors, table)
     if args.thresholds:
-        table = thresholds(
-            stages,
-            plan.train,
-            faces,
-            max(args.draws, 20),
-            args.seed,
-            args.percentile,
-            None if mirror is None else mirror.mirrors,
-            mirror is not None and mirror.where == "queries",
-        )
-        print(f"p{args.percentile:g} distance to the nearest of k reference photos, training split:", table)
+        if mirror is None or mirror.defaults is None:
+            table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed, args.percentile)
+            what = f"p{args.percentile:g} distance to the nearest of k reference photos"
+            print(f"{what}, training split:", table)
         return 0
     if args.newcomer:
         print(
