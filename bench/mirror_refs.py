@@ -5,9 +5,11 @@ mirror images embedded again, which the embedding cache does not hold):
 
     .venv/bin/python bench/mirror_refs.py
 
-Three ways to embed a face:
+Four ways to embed a face:
 
 - ``plain``: the served embedding of the aligned crop.
+- ``refs and their mirrors``: each reference's mirror is a second reference (its nearer view
+  counts); queries stay plain. The learning curve's ``--mirror references``, by nearest reference.
 - ``refs averaged``: references (training photos) are the unit mean of the crop's
   embedding and its left-right mirror's; queries stay plain. Costs one more FaceNet
   run per training face, nothing per request.
