@@ -7,6 +7,7 @@ Run by hand (not in CI); the embedding cache makes every run after the first tak
     .venv/bin/python bench/learning_curve.py --newcomer      # one person with few photos among many
     .venv/bin/python bench/learning_curve.py --features-params '{"crop": "box"}'   # FaceNet's old crop
     .venv/bin/python bench/learning_curve.py --features dlib --out /tmp/dlib.png    # another embedding
+    .venv/bin/python bench/learning_curve.py --mirror both --out /tmp/mirror.png    # mirrored faces, issue 24
 
 The split is the usual one (seed 42, 0.2: 40 held-out photos). For k photos per
 person, each draw picks k of each person's training-split photos at random, trains
@@ -24,6 +25,11 @@ answered "unknown", over every person and draw.
 never looked at), how far a person's photos lie from the nearest of k reference
 photos of them: the 99th percentile is the default unknown threshold for k photos
 per person (``training/unknown_threshold.py``).
+
+``--mirror`` adds each training face's mirrored crop (``bench/mirroring.py``) to the
+classifier's rows, the unknown rule's references, or both; the few-photo defaults with
+mirrored references are measured first, the ``--thresholds`` way on the training split, and
+used in the curve (with ``--thresholds``, printed).
 
 ``--newcomer`` measures a folder of mixed sizes: each person in turn is the stranger,
 and among the other four each in turn is a newcomer with k of their training photos
@@ -46,10 +52,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from mirroring import (
+    MIRRORS,
+    mirror_lookup,
+    mirror_rows,
+    mirrored,
+    nearest_of_both,
+    refit_with_mirrors,
+    unknown_rule,
+)
 
 from app.labelled.folders import Photo, scan
 from app.model.recognizer import Recognizer
-from app.model.unknown import UnknownRule, nearest_distance
+from app.model.unknown import UnknownRule
 from app.pipeline.features import create_extractor
 from training.cache import EmbeddingCache, default_cache_dir
 from training.cached_scores import answer_from_faces
@@ -58,13 +73,16 @@ from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, new_detector
 from training.split import plan_evaluation
 from training.train import Stages, usable_photos
 from training.trained_artifact import fit_artifact
-from training.unknown_threshold import choose_threshold, default_thresholds
+from training.unknown_threshold import default_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"
 SIZES = (1, 2, 3, 5, 10, None)  # None: every training photo
 THRESHOLD_SIZES = (1, 2, 3, 5, 10)
 PERCENTILE = 99.0
+#: Draws of k reference photos per person for a default (the committed ones were measured with 20);
+#: the curve measures mirrored defaults with as many, whatever its own ``--draws``.
+THRESHOLD_DRAWS = 20
 
 
 def shared_split(description: str | None, extra=None):
@@ -114,33 +132,59 @@ def largest_face(entry) -> np.ndarray:
     return entry.features[int(np.argmax([f.box.area for f in entry.faces]))]
 
 
-def strangers_rejected(stages: Stages, chosen: list[Photo], everyone: list[Photo], faces) -> float:
+def strangers_rejected(
+    stages: Stages, chosen: list[Photo], everyone: list[Photo], faces, mirror: Mirror | None = None
+) -> float:
     """Leave each person out of ``chosen`` in turn: the share of their photos answered "unknown".
 
     Only the unknown rule decides this (a face it flags is "unknown" whatever the classifier
     says), so no classifier is fitted: the threshold is chosen from the other people's
-    photos as training chooses it, over the same references.
+    photos as training chooses it, over the same references (with their mirrors when
+    ``mirror`` puts them in the references).
     """
     rejected = []
     for person in sorted({p.label for p in chosen}):
         known = [p for p in chosen if p.label != person]
         features = stages.features_of(known, faces)
         labels = np.array([p.label for p in known])
-        choice = choose_threshold(features, labels, stages.extractor.name, stages.extractor.params)
+        rule = (
+            unknown_rule(stages, features, labels, None, None)
+            if mirror is None
+            else mirror.unknown_rule(stages, known, features, labels, faces)
+        )
         stranger = np.stack([largest_face(faces[p]) for p in everyone if p.label == person])
-        if choice.threshold is None:
-            rejected.append(np.zeros(len(stranger), bool))
-        else:
-            per_face = (
-                None
-                if choice.class_thresholds is None
-                else np.array([choice.class_thresholds[label] for label in labels])
-            )
-            rejected.append(UnknownRule(features, choice.threshold, per_face).is_unknown(stranger))
+        rejected.append(np.zeros(len(stranger), bool) if rule is None else rule.is_unknown(stranger))
     return float(np.concatenate(rejected).mean())
 
 
-def curve(stages: Stages, classes, train, test, faces, draws: int, seed: int) -> list[dict]:
+class Mirror:
+    """Where the mirrored training faces go (``--mirror``), their embeddings, and the few-photo
+    defaults measured with mirrored references."""
+
+    def __init__(self, where: str, faces, mirrors, defaults: dict[int, float] | None) -> None:
+        self.where = where
+        self.mirrors = mirrors
+        self.defaults = defaults
+        self.mirror_of = mirror_lookup(faces, mirrors) if where == "queries" else None
+
+    @property
+    def classifier(self) -> bool:
+        return self.where in ("classifier", "both")
+
+    def rows_of(self, photos: list[Photo], rows: np.ndarray, faces) -> np.ndarray:
+        return mirror_rows(photos, rows, faces, self.mirrors)
+
+    def unknown_rule(self, stages: Stages, photos: list[Photo], rows: np.ndarray, labels, faces):
+        """The rule on ``photos`` (their faces ``rows``): mirrored references, mirrored queries, or plain."""
+        mirrored_rows = (
+            self.rows_of(photos, rows, faces) if self.where in ("references", "both", "queries") else None
+        )
+        return unknown_rule(stages, rows, labels, mirrored_rows, self.defaults, self.mirror_of)
+
+
+def curve(
+    stages: Stages, classes, train, test, faces, draws: int, seed: int, mirror: Mirror | None = None
+) -> list[dict]:
     rows = []
     everyone = [*train, *test]
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,23 +193,25 @@ def curve(stages: Stages, classes, train, test, faces, draws: int, seed: int) ->
             scores, closed, strangers, winners, sources = [], [], [], Counter(), Counter()
             for d in range(1 if k is None else draws):
                 chosen = draw(train, k, rng)
+                own, labels = stages.features_of(chosen, faces), np.array([p.label for p in chosen])
                 artifact = fit_artifact(
-                    stages.features_of(chosen, faces),
-                    np.array([p.label for p in chosen]),
-                    classes,
-                    stages.detector,
-                    stages.extractor,
-                    FitOptions("svm", seed),
+                    own, labels, classes, stages.detector, stages.extractor, FitOptions("svm", seed)
                 )
+                if mirror is not None and mirror.classifier:
+                    both = np.concatenate([own, mirror.rows_of(chosen, own, faces)])
+                    refit_with_mirrors(artifact.model, both, np.tile(labels, 2))
                 version_dir = Path(tmp) / f"k{k}-{d}"
                 artifact.save(version_dir)
                 recognizer = Recognizer.from_artifact(version_dir)
+                if mirror is not None:
+                    # The rule training would set on the photos' own faces, plus mirrors if asked.
+                    recognizer.unknown = mirror.unknown_rule(stages, chosen, own, labels, faces)
                 answers = [answer_from_faces(recognizer, p, faces[p]) for p in test]
                 scores.append(np.mean([a.label == a.photo.label for a in answers]))
                 recognizer.unknown = None
                 answers = [answer_from_faces(recognizer, p, faces[p]) for p in test]
                 closed.append(np.mean([a.label == a.photo.label for a in answers]))
-                strangers.append(strangers_rejected(stages, chosen, everyone, faces))
+                strangers.append(strangers_rejected(stages, chosen, everyone, faces, mirror))
                 winners[artifact.manifest.classifier["winner"]] += 1
                 sources[artifact.threshold.summary["source"]] += 1
             rows.append(
@@ -186,10 +232,20 @@ def curve(stages: Stages, classes, train, test, faces, draws: int, seed: int) ->
 
 
 def thresholds(
-    stages: Stages, train: list[Photo], faces, draws: int, seed: int, percentile: float = PERCENTILE
+    stages: Stages,
+    train: list[Photo],
+    faces,
+    draws: int,
+    seed: int,
+    percentile: float = PERCENTILE,
+    mirrors=None,
+    queries: bool = False,
 ) -> dict[int, float]:
-    """Per k: the percentile (99th) distance from a person's other photos to the nearest of k of theirs."""
+    """Per k: the percentile (99th) distance from a person's other photos to the nearest of k of theirs
+    (with ``mirrors``, every photo's mirrored faces: of k and their mirrors, or, ``queries``, from
+    the nearer of each other photo and its mirror)."""
     features = stages.features_of(train, faces)
+    flipped = None if mirrors is None else mirror_rows(train, features, faces, mirrors)
     labels = np.array([p.label for p in train])
     rng = np.random.default_rng(seed)
     table = {}
@@ -200,7 +256,12 @@ def thresholds(
                 theirs = np.flatnonzero(labels == person)
                 refs = rng.choice(theirs, k, replace=False)
                 rest = np.setdiff1d(theirs, refs)
-                distances.append(nearest_distance(features[rest], features[refs]))
+                if flipped is None:
+                    distances.append(nearest_of_both(features[rest], features[refs], None))
+                elif queries:
+                    distances.append(nearest_of_both(features[rest], features[refs], None, flipped[rest]))
+                else:
+                    distances.append(nearest_of_both(features[rest], features[refs], flipped[refs]))
         table[k] = round(float(np.percentile(np.concatenate(distances), percentile)), 3)
     return table
 
@@ -285,11 +346,39 @@ def main() -> int:
             "--percentile", type=float, default=PERCENTILE, help="with --thresholds: which one (default 99)"
         )
         parser.add_argument("--newcomer", action="store_true", help="one person with few photos among many")
+        parser.add_argument(
+            "--mirror",
+            choices=MIRRORS,
+            default="none",
+            help="mirrored training faces to the classifier, the unknown rule's references, or both",
+        )
 
     args, stages, dataset, faces, plan = shared_split(__doc__, options)
+    mirror = None
+    if args.mirror != "none":
+        mirrors = mirrored(stages, [*plan.train, *plan.test], faces)
+        table = None
+        if args.mirror != "classifier":  # the rule sees mirrors: its few-photo defaults measured again
+            queries = args.mirror == "queries"
+            table = thresholds(
+                stages,
+                plan.train,
+                faces,
+                max(args.draws, THRESHOLD_DRAWS) if args.thresholds else THRESHOLD_DRAWS,
+                args.seed,
+                args.percentile,
+                mirrors=mirrors,
+                queries=queries,
+            )
+            print(f"few-photo defaults, mirrors to {args.mirror} (training split):", table, flush=True)
+        mirror = Mirror(args.mirror, faces, mirrors, table)
     if args.thresholds:
-        table = thresholds(stages, plan.train, faces, max(args.draws, 20), args.seed, args.percentile)
-        print(f"p{args.percentile:g} distance to the nearest of k reference photos, training split:", table)
+        if mirror is None or mirror.defaults is None:
+            table = thresholds(
+                stages, plan.train, faces, max(args.draws, THRESHOLD_DRAWS), args.seed, args.percentile
+            )
+            what = f"p{args.percentile:g} distance to the nearest of k reference photos"
+            print(f"{what}, training split:", table)
         return 0
     if args.newcomer:
         print(
@@ -303,9 +392,10 @@ def main() -> int:
                 f"| {r['before_accuracy']:.1%} → {r['now_accuracy']:.1%} |"
             )
         return 0
-    rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed)
+    rows = curve(stages, dataset.classes, plan.train, plan.test, faces, args.draws, args.seed, mirror)
     extractor = stages.extractor
-    plot(rows, args.out, f"svm backend, {stages.detector.name} + {extractor.name} {extractor.params}")
+    title = f"svm backend, {stages.detector.name} + {extractor.name} {extractor.params}"
+    plot(rows, args.out, title if mirror is None else f"{title}, mirrors to {mirror.where}")
     print(
         "| photos per person | draws | end to end, mean | worst draw | best draw | closed set, mean "
         "| strangers rejected | classifier chosen | unknown threshold |"
