@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 
@@ -104,3 +106,32 @@ def test_a_call_beside_another_runs_on_one_thread_and_computes_the_same(four_peo
     assert session.runs[1] >= 1  # the two threads' calls overlapped at least once
     for answer in answers:
         np.testing.assert_allclose(answer, alone, rtol=0, atol=1e-5)
+
+
+ARENA_GROWTH = """
+import numpy as np
+from app.pipeline.onnx_session import load_session
+
+def rss_mb():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+
+session = load_session("centerface.onnx", intra_op_threads=2)
+image = {"image": np.zeros((1, 3, 960, 1280), np.float32)}
+before = rss_mb()
+session.wide.run(None, image)
+after_wide = rss_mb()
+session.narrow.run(None, image)
+print(after_wide - before, rss_mb() - after_wide)
+"""
+
+
+def test_both_sizes_of_a_network_share_one_arena() -> None:
+    """The one-thread session's first large image needs no memory of its own: the wide one's arena
+    has it (with an arena each, the two held a 1280 x 960 image's working memory twice). In a
+    fresh process, so no other test has grown the arena first."""
+    run = subprocess.run(
+        [sys.executable, "-c", ARENA_GROWTH], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
+    )
+    wide_mb, narrow_mb = map(int, run.stdout.split())
+    assert wide_mb > 50, run.stdout  # the working memory of a 1280 x 960 image is that large
+    assert narrow_mb < wide_mb / 4, run.stdout

@@ -11,10 +11,17 @@ photos in flight share the cores instead of each asking for all of them and figh
 them, which cost throughput on mixed photos (docs/benchmarks.md, "Threads per call by load").
 ``Session`` holds one ONNX Runtime session of each size. Spinning is off, so a thread waiting
 for work does not take the core the other photo needs.
+
+Memory: every session in the process takes its working memory from one arena, registered
+with ONNX Runtime's environment, instead of an arena of its own. Each arena grows to the
+largest input its session ever saw and keeps it, so per-session arenas held the peak of every
+network (and of both sizes of each) at once; the shared one holds what the calls in progress
+need together (docs/benchmarks.md, "Threads per call by load").
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import Counter
@@ -89,10 +96,30 @@ def load_session(model: str, intra_op_threads: int) -> Session:
 
 
 def session_from_file(path: Path, intra_op_threads: int) -> ort.InferenceSession:
-    """The ONNX model at ``path`` on the CPU, ``intra_op_threads`` threads per ``run()``."""
+    """The ONNX model at ``path`` on the CPU, ``intra_op_threads`` threads per ``run()``, shared arena."""
+    _register_shared_arena()
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1  # the graphs are chains: nothing runs in parallel between ops
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.use_env_allocators", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+_arena_lock = threading.Lock()
+
+
+def _register_shared_arena() -> None:
+    """One CPU arena for every session of the process (ONNX Runtime's defaults for its growth).
+
+    Under a lock, registered once: training loads its networks from several threads at once.
+    """
+    with _arena_lock:
+        _register_arena_once()
+
+
+@functools.cache
+def _register_arena_once() -> None:
+    memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, -1, -1, -1))
