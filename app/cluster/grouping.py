@@ -142,20 +142,26 @@ def neighbour_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
     ``d / REACH + (1 - 1 / REACH) x threshold x j``: a pair of faces that share no neighbour
     keeps the plain rule (joined within ``threshold``), a pair with the same neighbours is joined
     up to ``REACH`` times as far. The sets' overlaps are one sparse product.
+
+    Computed in place: ``distances`` (n x n, float64, zero diagonal) becomes the result, so a
+    block of faces holds two n x n arrays at once, not five.
     """
     count = len(distances)
     k = min(NEIGHBOURS, count - 1)
-    others = distances.copy()
-    np.fill_diagonal(others, np.inf)  # a face is not its own neighbour
-    nearest = np.argpartition(others, k - 1, axis=1)[:, :k]
+    np.fill_diagonal(distances, np.inf)  # a face is not its own neighbour
+    nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
     sets = sparse.csr_matrix(
         (np.ones(nearest.size), nearest.ravel(), np.arange(0, nearest.size + 1, k)), (count, count)
     )
-    shared = (sets @ sets.T).toarray()
-    jaccard = 1.0 - shared / (2 * k - shared)
-    ranked = distances / REACH + (1 - 1 / REACH) * threshold * jaccard
-    np.fill_diagonal(ranked, 0.0)
-    return ranked
+    stretch = (sets @ sets.T).toarray()  # shared neighbours, turned in place into the Jaccard term
+    stretch /= 2 * k - stretch
+    np.subtract(1.0, stretch, out=stretch)
+    stretch *= (1 - 1 / REACH) * threshold
+    np.fill_diagonal(distances, 0.0)
+    distances /= REACH
+    distances += stretch
+    np.fill_diagonal(distances, 0.0)
+    return distances
 
 
 def attach(
