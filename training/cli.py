@@ -36,7 +36,7 @@ from app.pipeline.features import FEATURES
 from app.registry import MissingExtra
 from training.cache import default_cache_dir
 from training.fitting import TRAINERS
-from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, Stages, TrainConfig
+from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, DEFAULT_SMALL_FACES, Stages, TrainConfig
 
 
 def _test_size(text: str) -> float:
@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--small-faces",
         choices=SMALL_FACE_SEARCHES,
-        default="centerface",
+        default=DEFAULT_SMALL_FACES,
         help="how the default detector searches photos over 427 px: centerface finds faces down to "
-        "20 px, tiles cost less CPU on large photos (default: centerface)",
+        "20 px; tiles, the search of models trained before it (1024 px working image), cost less CPU "
+        f"on large photos (default: {DEFAULT_SMALL_FACES})",
     )
     run.add_argument(
         "--features", choices=FEATURES.names, default=DEFAULT_FEATURES, help=f"default: {DEFAULT_FEATURES}"

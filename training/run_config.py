@@ -30,9 +30,11 @@ DEFAULT_FEATURES = "facenet"
 #: large for BlazeFace's whole-photo pass searched by CenterFace instead of tiles (issue 25,
 #: docs/benchmarks.md). The manifest records them.
 DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"max_side": 1280, "small_faces": "centerface"}
+#: How new models search photos too large for the whole-photo pass (``--small-faces``).
+DEFAULT_SMALL_FACES: str = DEFAULT_DETECTOR_PARAMS["small_faces"]
 
 
-def new_detector(name: str, small_faces: str = "centerface") -> FaceDetector:
+def new_detector(name: str, small_faces: str = DEFAULT_SMALL_FACES) -> FaceDetector:
     """The detector ``name`` as a new model gets it: the default one with ``DEFAULT_DETECTOR_PARAMS``,
     or with its own settings (the tile search, as models trained before CenterFace) for ``tiles``.
 
@@ -40,8 +42,8 @@ def new_detector(name: str, small_faces: str = "centerface") -> FaceDetector:
     faces, the tiles cost less CPU on large photos (docs/load.md)."""
     if small_faces not in SMALL_FACE_SEARCHES:
         raise ValueError(f"unknown small-face search {small_faces!r}; choose from {SMALL_FACE_SEARCHES}")
-    centerface = name == DEFAULT_DETECTOR and small_faces == "centerface"
-    return create_detector(name, DEFAULT_DETECTOR_PARAMS if centerface else None)
+    default = name == DEFAULT_DETECTOR and small_faces == DEFAULT_SMALL_FACES
+    return create_detector(name, DEFAULT_DETECTOR_PARAMS if default else None)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class TrainConfig:
     backend: str = "svm"
     detector: str = DEFAULT_DETECTOR
     #: How the default detector searches large photos for small faces: one of ``SMALL_FACE_SEARCHES``.
-    small_faces: str = "centerface"
+    small_faces: str = DEFAULT_SMALL_FACES
     features: str = DEFAULT_FEATURES
     test_size: float = 0.2
     seed: int = 42

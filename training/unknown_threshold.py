@@ -32,6 +32,12 @@ STRANGER_PERCENTILE = 5.0
 #: Leave-one-person-out calibration needs this many people, each with this many training faces.
 CALIBRATION_MIN_PEOPLE = 3
 CALIBRATION_MIN_PHOTOS = 10
+#: How every default below was measured; each row's provenance adds its pipeline and date.
+_HOW_MEASURED = (
+    "99th percentile of the cosine distance from a person's photo to the nearest of k other photos of "
+    "them; 20 random draws of k per person from the training split (159 photos, seed 42) of the 5 "
+    "shared hobbit folders, "
+)
 #: Default thresholds by embedding (name and params: the crop changes the distances) and photos per
 #: person, with where they came from.
 DEFAULT_THRESHOLDS: tuple[dict[str, Any], ...] = (
@@ -39,9 +45,7 @@ DEFAULT_THRESHOLDS: tuple[dict[str, Any], ...] = (
         "embedding": "facenet",
         "params": {"margin": 0.2, "crop": "box"},
         "by_photos_per_person": {1: 0.707, 2: 0.602, 3: 0.547, 5: 0.485, 10: 0.45},
-        "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
-        "other photos of them; 20 random draws of k per person from the training split (159 photos, "
-        "seed 42) of the 5 shared hobbit folders, BlazeFace (back model, tiles) + FaceNet 20180408-102900 "
+        "provenance": _HOW_MEASURED + "BlazeFace (back model, tiles) + FaceNet 20180408-102900 "
         "in int8 on ONNX Runtime, faces cut by their box; measured 2026-11-24 07:20 UTC by "
         "`bench/learning_curve.py --thresholds`",
     },
@@ -49,9 +53,7 @@ DEFAULT_THRESHOLDS: tuple[dict[str, Any], ...] = (
         "embedding": "facenet",
         "params": {"margin": 0.2, "crop": "arcface"},
         "by_photos_per_person": {1: 0.647, 2: 0.562, 3: 0.545, 5: 0.461, 10: 0.437},
-        "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
-        "other photos of them; 20 random draws of k per person from the training split (159 photos, "
-        "seed 42) of the 5 shared hobbit folders, BlazeFace (back model; CenterFace for photos it would "
+        "provenance": _HOW_MEASURED + "BlazeFace (back model; CenterFace for photos it would "
         "tile, up to 1280 px) + FaceNet 20180408-102900 in int8 on ONNX Runtime (ranges calibrated on "
         "aligned faces), faces warped onto the ArcFace template; measured 2026-12-07 10:07 UTC "
         "by `bench/learning_curve.py --thresholds`",
@@ -60,9 +62,7 @@ DEFAULT_THRESHOLDS: tuple[dict[str, Any], ...] = (
         "embedding": "dlib",
         "params": {"margin": 0.2},
         "by_photos_per_person": {1: 0.09, 2: 0.076, 3: 0.072, 5: 0.066, 10: 0.064},
-        "provenance": "99th percentile of the cosine distance from a person's photo to the nearest of k "
-        "other photos of them; 20 random draws of k per person from the training split (159 photos, "
-        "seed 42) of the 5 shared hobbit folders, BlazeFace (back model, tiles) + dlib's ResNet on dlib's "
+        "provenance": _HOW_MEASURED + "BlazeFace (back model, tiles) + dlib's ResNet on dlib's "
         "template (150 px, padding 0.25) in float32 on ONNX Runtime; measured 2026-12-07 09:10 UTC by "
         "`bench/learning_curve.py --features dlib --thresholds`",
     },
