@@ -64,6 +64,7 @@ from mirroring import (
 
 from app.labelled.folders import Photo, scan
 from app.model.recognizer import Recognizer
+from app.model.same_person import default_thresholds
 from app.model.unknown import UnknownRule
 from app.pipeline.features import create_extractor
 from training.cache import EmbeddingCache, default_cache_dir
@@ -73,7 +74,6 @@ from training.run_config import DEFAULT_DETECTOR, DEFAULT_FEATURES, new_detector
 from training.split import plan_evaluation
 from training.train import Stages, usable_photos
 from training.trained_artifact import fit_artifact
-from training.unknown_threshold import default_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hobbits"

@@ -33,8 +33,8 @@ from __future__ import annotations
 import numpy as np
 from learning_curve import draw, largest_face, shared_split
 
+from app.model.same_person import default_thresholds
 from app.model.unknown import l2_normalise
-from training.unknown_threshold import default_thresholds
 
 SIZES = (1, 2, 3, 5, 10)
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from app.labelled.folders import Photo
+from app.model.same_person import default_thresholds
 from app.pipeline.detect import create_detector
 from app.pipeline.features import create_extractor
 from training.cache import EmbeddingCache
 from training.cli import main
 from training.faces import embed_photos, main_face_features
-from training.unknown_threshold import default_thresholds
 
 PEOPLE = ("billy_boyd", "dominic_monaghan", "elijah_wood", "martin_freeman", "sean_astin")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from app.artifact.manifest import load_manifest
+from app.model.same_person import default_thresholds
 from tests.conftest import make_client
 from tests.test_api import classify
 from tests.training.conftest import copy_photos
-from training.unknown_threshold import default_thresholds
 
 pytestmark = pytest.mark.slow
 
