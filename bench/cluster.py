@@ -50,6 +50,7 @@ from batch_ray import CpuAccount  # bench/ is on the path of a bench script
 from PIL import Image
 
 from app.artifact.manifest import Manifest, load_manifest, resolve_version_dir
+from app.cluster.embedding import joint_for
 from app.cluster.faces import BLURRED_BELOW, sharpness
 from app.cluster.grouping import GROUPING_RATIO, drop_small, group, grouping_threshold
 from app.config import PROJECT_ROOT, Settings
@@ -303,15 +304,18 @@ def speed(draw: int, faces_per_person: int, rounds: int, engines: list[str]) -> 
 
 
 def synthetic(n: int, seed: int = 0) -> None:
-    """``group`` on n embeddings around n/50 random centres, the served model's dimension and threshold."""
+    """``group`` on n embeddings around n/50 random centres, the dimension and threshold faces are grouped at.
+
+    The dimension is the served embedding's and its companion's together (``app.cluster.embedding``).
+    """
     settings = Settings()
-    manifest = load_manifest(resolve_version_dir(settings.artifacts_dir, settings.classifier_backend))
+    version_dir = resolve_version_dir(settings.artifacts_dir, settings.classifier_backend)
+    manifest = load_manifest(version_dir)
     threshold = grouping_threshold(manifest)
-    dimension = int(
-        np.load(
-            resolve_version_dir(settings.artifacts_dir, settings.classifier_backend) / "references.npy"
-        ).shape[1]
-    )
+    joint = joint_for(manifest)
+    dimension = int(np.load(version_dir / "references.npy").shape[1])
+    if joint is not None:
+        dimension += joint.load().feature_shape[0]
     rng = np.random.default_rng(seed)
     people = max(1, n // 50)
     centres = rng.normal(size=(people, dimension))
@@ -337,24 +341,55 @@ def synthetic(n: int, seed: int = 0) -> None:
     )
 
 
-def ratios(candidates: list[float]) -> None:
-    """Average linkage on the served model's own training faces at each ratio x its unknown threshold.
+def training_faces() -> tuple[np.ndarray, np.ndarray, float]:
+    """The served model's training faces as ``cluster`` groups them, their people, and the unknown threshold.
 
-    How ``GROUPING_RATIO`` was chosen: the training faces (``references.npy``, the split the
-    unknown threshold is calibrated on), labelled by the model's own classifier, grouped at
-    each ratio; the ratio is the middle of those at which they form one group per person.
+    The training split's photos (the dataset minus its ``test_files``), each face the model
+    learnt (the one nearest to its person's references, ``references.npy``), its embedding
+    joined with its companion's (``app.cluster.embedding``) as ``python -m app cluster`` joins
+    them; the threshold on that scale.
     """
     settings = Settings()
     recognizer = load_recognizer(settings)
-    assert recognizer.unknown is not None, "the served model has no unknown rule"
-    references = recognizer.unknown.references
-    people = np.array(recognizer.classes)[recognizer.classifier.predict_proba(references).argmax(axis=1)]
-    unknown = grouping_threshold(recognizer.manifest) / GROUPING_RATIO
-    print(f"{len(references)} training faces of {len(set(people))} people; unknown threshold {unknown:.4f}")
+    manifest = recognizer.manifest
+    assert recognizer.unknown is not None and recognizer.unknown.labels is not None, "no unknown rule"
+    joint = joint_for(manifest)
+    companion = joint.load() if joint is not None else None
+    root = (PROJECT_ROOT / str(manifest.dataset["root"])).resolve()
+    held_out = set(manifest.dataset.get("test_files", []))
+    rows, people = [], []
+    for person in manifest.class_ids:
+        theirs = recognizer.unknown.references[np.asarray(recognizer.unknown.labels) == person]
+        for path in sorted((root / person).iterdir()):
+            if f"{person}/{path.name}" in held_out or not path.is_file():
+                continue
+            photo = recognizer.decode(path.read_bytes())
+            found = recognizer.recognize_decoded(photo)
+            if found.features is None:
+                continue
+            nearest = int((l2_normalise(found.features) @ l2_normalise(theirs).T).max(axis=1).argmax())
+            row = found.features[nearest : nearest + 1]
+            if joint is not None and companion is not None:
+                second = companion.extract([companion.crop(photo.rgb, found.detections[nearest])])
+                row = joint.join(row, second)
+            rows.append(row[0])
+            people.append(person)
+    return np.array(rows), np.array(people), grouping_threshold(manifest) / GROUPING_RATIO
+
+
+def ratios(candidates: list[float]) -> None:
+    """Average linkage on the served model's own training faces at each ratio x its unknown threshold.
+
+    How ``GROUPING_RATIO`` was chosen: the training faces (``training_faces``: the split the
+    unknown threshold is calibrated on), labelled by their folders, grouped at each ratio; the
+    ratio is the middle of those at which they form one group per person.
+    """
+    faces, people, unknown = training_faces()
+    print(f"{len(faces)} training faces of {len(set(people))} people; unknown threshold {unknown:.4f}")
     table_row("ratio", "threshold", "groups", "pairwise precision", "pairwise recall", "faces alone")
     table_row(*["---"] * 6)
     for ratio in candidates:
-        labels = drop_small(group(references, ratio * unknown))
+        labels = drop_small(group(faces, ratio * unknown))
         members = [(p, g) for p, g in zip(people, labels, strict=True) if g >= 0]
         right, together = pairs(members), pairs([g for _, g in members])
         table_row(

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from app.artifact.manifest import Manifest
+from app.artifact.manifest import Manifest, StageSpec
+from app.cluster.embedding import Joint, joint_for
 from app.cluster.grouping import (
     GROUPING_RATIO,
     REACH,
@@ -25,6 +26,7 @@ from app.cluster.grouping import (
     grouping_threshold,
     neighbour_distances,
 )
+from app.model.same_person import same_person_distance
 
 THRESHOLD = 0.55
 
@@ -118,4 +120,45 @@ def test_a_model_without_a_same_person_distance_cannot_group() -> None:
     with pytest.raises(GroupingError, match="no same-person distance"):
         grouping_threshold(manifest)
     manifest.unknown.method, manifest.unknown.threshold = "nearest_distance", 0.4
+    assert grouping_threshold(manifest) == pytest.approx(GROUPING_RATIO * 0.4)
+
+
+def test_joined_embeddings_measure_the_mean_of_both_distances_on_the_served_scale() -> None:
+    """Cosine distances between joined rows are the served and the scaled companion distance's mean
+    (times ``2 / (1 + scale)``), so means and centres of groups work on them as on one embedding."""
+    rng = np.random.default_rng(5)
+    served, companion = rng.normal(size=(8, 512)), rng.normal(size=(8, 128))
+    joint = Joint(StageSpec(name="dlib", params={"margin": 0.2}), scale=6.8)
+    rows = joint.join(served, companion).astype(np.float64)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-6)
+
+    def cosine(x: np.ndarray) -> np.ndarray:
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return 1.0 - unit @ unit.T
+
+    mean = (cosine(served) + 6.8 * cosine(companion)) / 2
+    assert np.allclose(1.0 - rows @ rows.T, joint.distance(1.0) * mean, atol=1e-5)
+
+
+def test_a_facenet_model_is_grouped_with_dlib_on_facenets_scale() -> None:
+    manifest = Manifest.model_validate(
+        {
+            "backend": "svm",
+            "version": "v1",
+            "created": "2026-01-01T00:00:00Z",
+            "classes": [{"id": "a", "name": "A"}],
+            "detector": {"name": "centerface"},
+            "features": {"name": "facenet", "params": {"margin": 0.2, "crop": "arcface"}},
+            "unknown": {"method": "nearest_distance", "threshold": 0.4},
+        }
+    )
+    joint = joint_for(manifest)
+    assert joint is not None and joint.companion.name == "dlib"
+    facenet = same_person_distance("facenet", {"margin": 0.2, "crop": "arcface"})
+    dlib = same_person_distance("dlib", {"margin": 0.2})
+    assert facenet is not None and dlib is not None
+    assert joint.scale == pytest.approx(facenet / dlib)
+    assert grouping_threshold(manifest) == pytest.approx(GROUPING_RATIO * 0.4 * 2 / (1 + facenet / dlib))
+    manifest.features.params = {"margin": 0.3, "crop": "arcface"}  # no distance measured for this crop
+    assert joint_for(manifest) is None
     assert grouping_threshold(manifest) == pytest.approx(GROUPING_RATIO * 0.4)

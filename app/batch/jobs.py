@@ -1,10 +1,11 @@
 """What a batch command does with each photo, apart from the engine that runs it: a ``PhotoJob``.
 
 Both engines list the photos, load the model once per worker (``load_recognizer``, as the
-service does) and hand each photo to the job's ``process``; the Ray engine then hands each
-finished batch to the job's ``write``, and the local engine gives the command its results
-in order. ``classify`` (``app.batch.rows``) and ``cluster`` (``app.cluster``) are two jobs on
-the same engines, so a photo is read, decoded and recognised the same way in both.
+service does, and whatever else the job needs: its ``load``) and hand each photo to the job's
+``process``; the Ray engine then hands each finished batch to the job's ``write``, and the
+local engine gives the command its results in order. ``classify`` (``app.batch.rows``) and
+``cluster`` (``app.cluster``) are two jobs on the same engines, so a photo is read, decoded and
+recognised the same way in both.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Processed(Generic[Result]):
 
 class PhotoJob(ABC, Generic[Result]):
     """What a command does with each photo, and how it writes a batch of them (Ray: one part file each)."""
+
+    def load(self) -> None:  # a hook: most jobs need nothing loaded
+        """Load what ``process`` needs beyond the model, once per worker, before its first photo."""
 
     @abstractmethod
     def process(

@@ -265,6 +265,7 @@ class PhotoClassifier:
         self.pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="classify")
         self.readers = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="read")
         self.job = job
+        job.load()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Process and write one batch; what flows on to the driver is only its counts."""

@@ -29,6 +29,7 @@ from app.batch.command import USAGE_ERROR, ray_engine_module
 from app.batch.jobs import JobFailed, Processed
 from app.batch.options import EngineName, RayOptions
 from app.batch.rows import BatchInputError
+from app.cluster.embedding import joint_for
 from app.cluster.faces import (
     JOB_FILE,
     WORK,
@@ -40,7 +41,7 @@ from app.cluster.faces import (
     read_job,
 )
 from app.cluster.faces import remove_temporaries as remove_part_temporaries
-from app.cluster.grouping import GroupingError, grouping_threshold
+from app.cluster.grouping import GroupingError, grouping_threshold, same_person_threshold
 from app.cluster.output import RunFacts, write_output
 from app.cluster.people import Placed, place
 from app.config import Settings
@@ -103,18 +104,20 @@ def cluster(
         photos = {path.relative_to(root).as_posix(): path.stat().st_size for path in images}
     if not photos:
         raise BatchInputError(f"no photos under {src} (jpg, png, webp, bmp, tif or gif, in any sub-folder)")
-    job = job_description(settings)
+    joint = joint_for(manifest)
+    job = job_description(settings, joint)
     work = claim(out, job)
     done = done_keys(work)
     todo = [path for path, size in photos.items() if (path, size) not in done]
     pinned = settings.model_copy(update={"model_version": job["version"]})
     if todo and engine == "ray":
         todo_keys = [(store.join(path), photos[path]) for path in todo]
-        ray_engine.run_job(todo_keys, store, FaceJob(str(work)), pinned, options)
+        ray_engine.run_job(todo_keys, store, FaceJob(str(work), joint), pinned, options)
     elif todo:
         local.share_cores(settings)
         recognizer = load_recognizer(pinned)
-        job_ = FaceJob(str(work))
+        job_ = FaceJob(str(work), joint)
+        job_.load()
         found = local.process_photos(
             recognizer, root, [root / p for p in todo], pinned, job_.process, "faces"
         )
@@ -127,8 +130,8 @@ def cluster(
         raise BatchInputError(
             f"none of the {len(photos)} files under {src} could be read ({first[0]}: {first[1]})"
         )
-    unknown_threshold = manifest.unknown.threshold or 0.0
-    placed = place(archive.faces, unknown_threshold, group_threshold)
+    unknown_threshold = same_person_threshold(manifest)
+    placed = place(archive.faces, joint, unknown_threshold, group_threshold)
     facts = RunFacts(
         src,
         f"{manifest.backend} {manifest.version}, {manifest.features.name}",

@@ -2,11 +2,13 @@
 
 ``FaceJob`` is the ``cluster`` command's ``PhotoJob`` (``app.batch.jobs``): it recognises a
 photo as ``classify`` does (``Recognizer.recognize_decoded``: the same boxes, labels and
-quality), keeps each face's embedding and sharpness, and cuts each face out with a margin while
-the pixels are decoded, so no photo is read twice. Each batch of photos becomes one part file in
-``DIR/.cluster/`` (NumPy arrays, so the local engine needs nothing Ray brings), named after the
-photos it holds and written under a temporary name first: a run that stops keeps what it wrote,
-and a rerun into the same DIR does only the other photos, as ``classify --engine ray`` does.
+quality), keeps each face's embedding and sharpness, embeds each face the model cannot name a
+second time with the companion embedding (``app.cluster.embedding``), and cuts each face out
+with a margin while the pixels are decoded, so no photo is read twice. Each batch of photos
+becomes one part file in ``DIR/.cluster/`` (NumPy arrays, so the local engine needs nothing Ray
+brings), named after the photos it holds and written under a temporary name first: a run that
+stops keeps what it wrote, and a rerun into the same DIR does only the other photos, as
+``classify --engine ray`` does.
 The folder is hidden, so a training run pointed at DIR never takes it for a person.
 """
 
@@ -26,9 +28,11 @@ import cv2
 import numpy as np
 
 from app.batch.jobs import PhotoJob, Processed, model_description
+from app.cluster.embedding import Joint
 from app.config import Settings
-from app.model.recognizer import FaceResult, Recognizer
+from app.model.recognizer import UNKNOWN, FaceResult, Recognition, Recognizer
 from app.pipeline.detect import Box
+from app.pipeline.features import FeatureExtractor
 
 #: DIR's working folder: the part files and ``JOB_FILE``.
 WORK = ".cluster"
@@ -58,6 +62,8 @@ class PhotoFaces:
     images: list[bytes]
     sharpness: list[float]
     error: str | None = None
+    #: The companion embedding of each face the model cannot name (NaN for the named ones); None without one.
+    companion: np.ndarray | None = None
 
 
 def shrink(image: np.ndarray, side: int, square: bool = False) -> np.ndarray:
@@ -100,9 +106,12 @@ def face_image(rgb: np.ndarray, box: Box) -> bytes:
     return encoded.tobytes()
 
 
-def find_faces(recognizer: Recognizer, read: Callable[[], bytes], max_pixels: int) -> PhotoFaces:
+def find_faces(
+    recognizer: Recognizer, companion: FeatureExtractor | None, read: Callable[[], bytes], max_pixels: int
+) -> PhotoFaces:
     """Recognise one photo as ``classify`` does, keeping the embeddings and a cut-out of each face.
 
+    ``companion`` embeds the faces the model cannot name once more (the only ones grouped).
     Like ``app.batch.rows.classify_photo``, any failure is the photo's error, never an
     exception: one strange file costs that file, not the run.
     """
@@ -113,21 +122,41 @@ def find_faces(recognizer: Recognizer, read: Callable[[], bytes], max_pixels: in
         boxes = [face.box.scaled(1.0 / photo.scale) for face in found.faces]  # in the decoded pixels
         images = [face_image(photo.rgb, box) for box in boxes]
         sharp = [sharpness(photo.rgb, box) for box in boxes]
-        return PhotoFaces(hashlib.sha256(data).hexdigest(), found.faces, found.features, images, sharp)
+        second = None if companion is None else companion_rows(companion, photo.rgb, found)
+        return PhotoFaces(
+            hashlib.sha256(data).hexdigest(), found.faces, found.features, images, sharp, None, second
+        )
     except Exception as exc:
         return PhotoFaces("", [], None, [], [], f"{type(exc).__name__}: {exc}")
+
+
+def companion_rows(companion: FeatureExtractor, rgb: np.ndarray, found: Recognition) -> np.ndarray:
+    """The companion embedding of each face ``found`` does not name, NaN rows for the named ones."""
+    unnamed = [i for i, face in enumerate(found.faces) if face.label == UNKNOWN]
+    rows = np.full((len(found.faces), *companion.feature_shape), np.nan, np.float32)
+    if unnamed:
+        rows[unnamed] = companion.extract([companion.crop(rgb, found.detections[i]) for i in unnamed])
+    return rows
 
 
 class FaceJob(PhotoJob[PhotoFaces]):
     """``python -m app cluster`` on an engine: each photo's faces, a batch written as one part file."""
 
-    def __init__(self, work: str) -> None:
+    def __init__(self, work: str, joint: Joint | None) -> None:
         self.work = work
+        self.joint = joint
+        self.companion: FeatureExtractor | None = None
+
+    def load(self) -> None:
+        if self.joint is not None:
+            self.companion = self.joint.load()
 
     def process(
         self, recognizer: Recognizer, path: PurePath, read: Callable[[], bytes], max_pixels: int
     ) -> PhotoFaces:
-        return find_faces(recognizer, read, max_pixels)
+        if self.joint is not None and self.companion is None:
+            raise RuntimeError("FaceJob.load() was not called: the companion embedding is not loaded")
+        return find_faces(recognizer, self.companion, read, max_pixels)
 
     def write(self, recognizer: Recognizer, photos: list[Processed[PhotoFaces]]) -> Counter[str]:
         keys = "\n".join(f"{p.path}\t{p.size}" for p in photos)
@@ -151,6 +180,7 @@ def encode_part(photos: list[Processed[PhotoFaces]]) -> bytes:
     """A batch as NumPy arrays in one ``.npz``: a row per photo, a row per face, face images end to end."""
     faces = [(i, j, face) for i, p in enumerate(photos) for j, face in enumerate(p.result.faces)]
     features = [p.result.features for p in photos if p.result.features is not None]
+    companion = [p.result.companion for p in photos if p.result.companion is not None and p.result.faces]
     boxes = [[f.box.x, f.box.y, f.box.width, f.box.height] for *_, f in faces]
     images = [image for p in photos for image in p.result.images]
     arrays = {
@@ -166,6 +196,7 @@ def encode_part(photos: list[Processed[PhotoFaces]]) -> bytes:
         "face_quality": np.array([f.quality for *_, f in faces], dtype=str),
         "face_sharpness": np.array([photos[i].result.sharpness[j] for i, j, _ in faces], np.float64),
         "face_embedding": np.concatenate(features).astype(np.float32) if features else np.zeros((0, 0)),
+        "face_companion": np.concatenate(companion) if companion else np.zeros((0, 0), np.float32),
         "face_image": np.frombuffer(b"".join(images), np.uint8),
         "face_image_end": np.cumsum([len(image) for image in images], dtype=np.int64),
     }
@@ -188,6 +219,8 @@ class Face:
     quality: str
     sharpness: float
     embedding: np.ndarray
+    #: Its companion embedding (``app.cluster.embedding``): NaN for a face the model named; None without one.
+    companion: np.ndarray | None
     #: Where its image is: the part file, and the image's first and last byte + 1 in it.
     image: tuple[Path, int, int]
 
@@ -219,6 +252,7 @@ def read_archive(work: Path, listed: dict[str, int] | None = None) -> Archive:
         with np.load(part, allow_pickle=False) as arrays:  # all but the images, read when written
             columns = {name: arrays[name] for name in arrays.files if name != "face_image"}
         ends = columns["face_image_end"]
+        second = columns["face_companion"]
         starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         by_photo: dict[int, list[int]] = {}
         for row, photo in enumerate(columns["face_photo"]):
@@ -245,6 +279,7 @@ def read_archive(work: Path, listed: dict[str, int] | None = None) -> Archive:
                         quality=str(columns["face_quality"][row]),
                         sharpness=float(columns["face_sharpness"][row]),
                         embedding=columns["face_embedding"][row],
+                        companion=second[row] if len(second) else None,
                         image=(part, int(starts[row]), int(ends[row])),
                     )
                 )
@@ -273,9 +308,15 @@ def face_images(faces: list[Face]) -> Iterator[bytes]:
         yield loaded[1][start:end].tobytes()
 
 
-def job_description(settings: Settings) -> dict[str, Any]:
-    """What makes two runs' faces comparable: the model and settings, and how faces are cut out."""
-    return {**model_description(settings), "face_margin": FACE_MARGIN, "face_image_side": FACE_IMAGE_SIDE}
+def job_description(settings: Settings, joint: Joint | None) -> dict[str, Any]:
+    """What makes two runs' faces comparable: the model and settings, the companion, how faces are cut out."""
+    companion = None if joint is None else joint.companion.model_dump()
+    return {
+        **model_description(settings),
+        "companion": companion,
+        "face_margin": FACE_MARGIN,
+        "face_image_side": FACE_IMAGE_SIDE,
+    }
 
 
 def read_job(work: Path) -> dict[str, Any] | None:

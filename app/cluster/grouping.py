@@ -13,9 +13,10 @@ another light or pose lie far apart but among the same faces of that person, whi
 joins them; two look-alikes' faces have their own people around them.
 
 The threshold is not a number of its own: it is ``GROUPING_RATIO`` times the served model's
-unknown threshold (its calibrated same-person distance, ``manifest.unknown.threshold``), so a
-new embedding, whose distances have another scale, brings its own. The ratio and how it was
-measured are in docs/clustering.md.
+unknown threshold (its calibrated same-person distance, ``manifest.unknown.threshold``), on the
+scale of the vectors grouped (the served embedding joined with its companion:
+``app.cluster.embedding``), so a new embedding, whose distances have another scale, brings its
+own. The ratio and how it was measured are in docs/clustering.md.
 
 scikit-learn holds all n x n distances, which a large archive does not fit. Above ``BLOCK``
 faces the faces are first cut into k-means cells of about ``BLOCK / 2`` faces, each cell is grouped
@@ -37,6 +38,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from app.artifact.manifest import Manifest
+from app.cluster.embedding import joint_for
 from app.model.unknown import l2_normalise
 
 #: The grouping threshold as a multiple of the model's unknown threshold (docs/clustering.md).
@@ -48,7 +50,7 @@ CELL_ITERATIONS = 30
 #: How many nearest faces make a face's neighbourhood, whose overlap re-ranks distances (docs/clustering.md).
 NEIGHBOURS = 5
 #: How far shared neighbours stretch the threshold: faces with the same neighbours join this many times as far
-REACH = 1.5
+REACH = 1.75
 #: The fewest faces that make a group; fewer are reported as seen once.
 MIN_GROUP = 2
 #: Joining groups across cells stops when it no longer shrinks their number by this share.
@@ -59,15 +61,21 @@ class GroupingError(ValueError):
     """The served model cannot group faces (its features are not embeddings, or it has no threshold)."""
 
 
-def grouping_threshold(manifest: Manifest) -> float:
-    """The average-linkage distance for this model's embeddings: ``GROUPING_RATIO`` x its unknown one."""
+def same_person_threshold(manifest: Manifest) -> float:
+    """The model's unknown threshold on the scale of the vectors grouped (joined with the companion's)."""
     threshold = manifest.unknown.threshold
     if manifest.unknown.method != "nearest_distance" or threshold is None:
         raise GroupingError(
             f"the served model ({manifest.backend} {manifest.version}, {manifest.features.name} features) "
             "has no same-person distance to group faces by: serve a model trained on face embeddings"
         )
-    return GROUPING_RATIO * threshold
+    joint = joint_for(manifest)
+    return threshold if joint is None else joint.distance(threshold)
+
+
+def grouping_threshold(manifest: Manifest) -> float:
+    """The average-linkage distance for this model's faces: ``GROUPING_RATIO`` x its same-person one."""
+    return GROUPING_RATIO * same_person_threshold(manifest)
 
 
 def group(embeddings: np.ndarray, threshold: float, block: int = BLOCK) -> np.ndarray:

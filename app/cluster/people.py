@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from app.cluster.embedding import Joint
 from app.cluster.faces import Face
 from app.cluster.grouping import attach, drop_small, group
 from app.model.recognizer import UNKNOWN
@@ -39,11 +40,17 @@ class Placed:
     why: Why | None = None
 
 
-def place(faces: list[Face], unknown_threshold: float, group_threshold: float) -> list[Placed]:
-    """Every face, placed; in order: groups largest first, then faces seen once, then known people."""
+def place(
+    faces: list[Face], joint: Joint | None, unknown_threshold: float, group_threshold: float
+) -> list[Placed]:
+    """Every face, placed; in order: groups largest first, then faces seen once, then known people.
+
+    The unnamed faces are grouped on their embeddings joined with their companion ones (``joint``,
+    when the model has one); the thresholds are on that scale (``grouping.same_person_threshold``).
+    """
     unknown = [f for f in faces if f.label == UNKNOWN]
     known = [f for f in faces if f.label != UNKNOWN]
-    return [*_group_unknown(unknown, unknown_threshold, group_threshold), *_known(known)]
+    return [*_group_unknown(unknown, joint, unknown_threshold, group_threshold), *_known(known)]
 
 
 def _content_key(face: Face) -> tuple[str, int, int, int, int]:
@@ -51,11 +58,15 @@ def _content_key(face: Face) -> tuple[str, int, int, int, int]:
     return (face.sha256, face.box.x, face.box.y, face.box.width, face.box.height)
 
 
-def _group_unknown(faces: list[Face], unknown_threshold: float, group_threshold: float) -> list[Placed]:
+def _group_unknown(
+    faces: list[Face], joint: Joint | None, unknown_threshold: float, group_threshold: float
+) -> list[Placed]:
     if not faces:
         return []
     faces = sorted(faces, key=_content_key)
     embeddings = np.stack([f.embedding for f in faces])
+    if joint is not None:
+        embeddings = joint.join(embeddings, np.stack([_companion(f) for f in faces]))
     good = np.array([f.grade == "good" for f in faces])
     labels = np.full(len(faces), -1, np.int64)
     labels[good] = drop_small(group(embeddings[good], group_threshold))
@@ -79,6 +90,12 @@ def _group_unknown(faces: list[Face], unknown_threshold: float, group_threshold:
         if label < 0
     ]
     return grouped + alone
+
+
+def _companion(face: Face) -> np.ndarray:
+    if face.companion is None or np.isnan(face.companion).any():
+        raise ValueError(f"the face at {face.box} in {face.photo} has no companion embedding")
+    return face.companion
 
 
 def _known(faces: list[Face]) -> list[Placed]:

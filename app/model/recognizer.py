@@ -62,6 +62,9 @@ class Recognition:
     timings: dict[str, float] = field(default_factory=dict)
     #: The faces' feature rows (embeddings), in the order of ``faces``; None when there is no face.
     features: np.ndarray | None = None
+    #: The detections behind ``faces``, in their order and in the pixels detection saw (for a
+    #: caller that crops the faces again, for another embedding: ``python -m app cluster``).
+    detections: tuple[Detection, ...] = ()
 
 
 class Recognizer:
@@ -203,7 +206,7 @@ class Recognizer:
             with _stage("classify", timings, observe):
                 results = self.classify(faces, features)
         height, width = rgb.shape[:2]
-        return Recognition(width, height, results, truncated, timings, features)
+        return Recognition(width, height, results, truncated, timings, features, tuple(faces))
 
     def _largest(self, faces: list[Detection]) -> tuple[list[Detection], bool]:
         if len(faces) <= self.max_faces:
