@@ -52,7 +52,7 @@ from PIL import Image
 from app.artifact.manifest import Manifest, load_manifest, resolve_version_dir
 from app.cluster.embedding import joint_for
 from app.cluster.faces import BLURRED_BELOW, sharpness
-from app.cluster.grouping import GROUPING_RATIO, drop_small, group, grouping_threshold
+from app.cluster.grouping import GROUPING_RATIO, drop_small, group, grouping_threshold, reach_for
 from app.config import PROJECT_ROOT, Settings
 from app.model.host import load_recognizer
 from app.model.unknown import l2_normalise
@@ -330,7 +330,7 @@ def synthetic(n: int, seed: int = 0) -> None:
     load = load_average()
     start = time.perf_counter()
     cpu_start = time.process_time()
-    labels = group(embeddings, threshold)
+    labels = group(embeddings, threshold, reach_for(joint))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     same = pairs(list(zip(who, labels, strict=True)))
     precision, recall = same / pairs(list(labels)), same / pairs(list(who))
@@ -341,13 +341,13 @@ def synthetic(n: int, seed: int = 0) -> None:
     )
 
 
-def training_faces() -> tuple[np.ndarray, np.ndarray, float]:
+def training_faces() -> tuple[np.ndarray, np.ndarray, float, float]:
     """The served model's training faces as ``cluster`` groups them, their people, and the unknown threshold.
 
     The training split's photos (the dataset minus its ``test_files``), each face the model
     learnt (the one nearest to its person's references, ``references.npy``), its embedding
     joined with its companion's (``app.cluster.embedding``) as ``python -m app cluster`` joins
-    them; the threshold on that scale.
+    them; the threshold on that scale, and the re-ranking's reach for them.
     """
     settings = Settings()
     recognizer = load_recognizer(settings)
@@ -374,7 +374,7 @@ def training_faces() -> tuple[np.ndarray, np.ndarray, float]:
                 row = joint.join(row, second)
             rows.append(row[0])
             people.append(person)
-    return np.array(rows), np.array(people), grouping_threshold(manifest) / GROUPING_RATIO
+    return np.array(rows), np.array(people), grouping_threshold(manifest) / GROUPING_RATIO, reach_for(joint)
 
 
 def ratios(candidates: list[float]) -> None:
@@ -384,12 +384,12 @@ def ratios(candidates: list[float]) -> None:
     unknown threshold is calibrated on), labelled by their folders, grouped at each ratio; the
     ratio is the middle of those at which they form one group per person.
     """
-    faces, people, unknown = training_faces()
+    faces, people, unknown, reach = training_faces()
     print(f"{len(faces)} training faces of {len(set(people))} people; unknown threshold {unknown:.4f}")
     table_row("ratio", "threshold", "groups", "pairwise precision", "pairwise recall", "faces alone")
     table_row(*["---"] * 6)
     for ratio in candidates:
-        labels = drop_small(group(faces, ratio * unknown))
+        labels = drop_small(group(faces, ratio * unknown, reach))
         members = [(p, g) for p, g in zip(people, labels, strict=True) if g >= 0]
         right, together = pairs(members), pairs([g for _, g in members])
         table_row(

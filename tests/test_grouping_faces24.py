@@ -22,7 +22,7 @@ from scipy.spatial.distance import pdist
 
 from app.cluster.embedding import Joint, joint_for
 from app.cluster.faces import companion_rows
-from app.cluster.grouping import GROUPING_RATIO, drop_small, group, grouping_threshold
+from app.cluster.grouping import GROUPING_RATIO, JOINED_REACH, drop_small, group, grouping_threshold
 from app.config import PROJECT_ROOT, Settings
 from app.model.host import load_recognizer
 from app.model.recognizer import UNKNOWN
@@ -107,6 +107,6 @@ def test_the_companion_embedding_joins_more_of_each_person_and_no_two_people(fac
     """The served embedding joined with dlib's, at the model's grouping threshold on that scale."""
     alone = pairwise(drop_small(group(faces.served, GROUPING_RATIO * faces.unknown)), faces.people)
     joined = faces.joint.join(faces.served, faces.companion)
-    both = pairwise(drop_small(group(joined, faces.grouping)), faces.people)
+    both = pairwise(drop_small(group(joined, faces.grouping, JOINED_REACH)), faces.people)
     assert both[0] >= max(0.98, alone[0]), (alone, both)
     assert both[1] >= alone[1] + 0.02, (alone, both)

@@ -134,7 +134,8 @@ def cluster(
     placed = place(archive.faces, joint, unknown_threshold, group_threshold)
     facts = RunFacts(
         src,
-        f"{manifest.backend} {manifest.version}, {manifest.features.name}",
+        f"{manifest.backend} {manifest.version}, {manifest.features.name}"
+        + ("" if joint is None else f" joined with {joint.companion.name}"),
         group_threshold,
         unknown_threshold,
         len(photos),

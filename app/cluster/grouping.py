@@ -8,9 +8,11 @@ one look-alike pair, and among many people there always is one.
 The distance between two faces is their cosine distance re-ranked by the Jaccard distance between
 their sets of ``NEIGHBOURS`` nearest faces (``neighbour_distances``). Two faces that share no
 neighbour are then joined, as without it, only within the threshold; two faces with the same
-neighbours up to ``REACH`` times as far apart. One person's photos in
-another light or pose lie far apart but among the same faces of that person, which is what
-joins them; two look-alikes' faces have their own people around them.
+neighbours up to ``reach`` times as far apart. One person's photos in another light or pose lie
+far apart but among the same faces of that person, which is what joins them; two look-alikes'
+faces have their own people around them. How far is the embedding's: ``REACH`` for one
+embedding, ``JOINED_REACH`` for two joined (``app.cluster.embedding``), which put one person's
+faces among more of their own.
 
 The threshold is not a number of its own: it is ``GROUPING_RATIO`` times the served model's
 unknown threshold (its calibrated same-person distance, ``manifest.unknown.threshold``), on the
@@ -38,7 +40,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from app.artifact.manifest import Manifest
-from app.cluster.embedding import joint_for
+from app.cluster.embedding import Joint, joint_for
 from app.model.unknown import l2_normalise
 
 #: The grouping threshold as a multiple of the model's unknown threshold (docs/clustering.md).
@@ -49,8 +51,10 @@ BLOCK = 4000
 CELL_ITERATIONS = 30
 #: How many nearest faces make a face's neighbourhood, whose overlap re-ranks distances (docs/clustering.md).
 NEIGHBOURS = 5
-#: How far shared neighbours stretch the threshold: faces with the same neighbours join this many times as far
-REACH = 1.75
+#: How far shared neighbours stretch the threshold (faces with the same neighbours join this many times
+#: as far) on one embedding, and on two joined (docs/clustering.md).
+REACH = 1.5
+JOINED_REACH = 1.9
 #: The fewest faces that make a group; fewer are reported as seen once.
 MIN_GROUP = 2
 #: Joining groups across cells stops when it no longer shrinks their number by this share.
@@ -78,10 +82,17 @@ def grouping_threshold(manifest: Manifest) -> float:
     return GROUPING_RATIO * same_person_threshold(manifest)
 
 
-def group(embeddings: np.ndarray, threshold: float, block: int = BLOCK) -> np.ndarray:
+def reach_for(joint: Joint | None) -> float:
+    """How far shared neighbours stretch the threshold for faces joined by ``joint`` (None: one embedding)."""
+    return REACH if joint is None else JOINED_REACH
+
+
+def group(embeddings: np.ndarray, threshold: float, reach: float = REACH, block: int = BLOCK) -> np.ndarray:
     """A group number per row (0, 1, ...; the same number, the same person), whatever the rows' order.
 
-    ``block``: the most rows grouped in one piece (``BLOCK``; smaller in tests of the cells).
+    ``reach``: how far shared neighbours stretch the threshold (``REACH``, or ``JOINED_REACH``
+    for joined embeddings); ``block``: the most rows grouped in one piece (``BLOCK``; smaller in
+    tests of the cells).
     """
     if len(embeddings) == 0:
         return np.zeros(0, np.int64)
@@ -89,17 +100,18 @@ def group(embeddings: np.ndarray, threshold: float, block: int = BLOCK) -> np.nd
     # One canonical order, so the input's cannot matter: the rows sorted by their bytes.
     order = np.argsort(unit.view(np.dtype((np.void, unit.strides[0]))).ravel(), kind="stable")
     labels = np.empty(len(unit), np.int64)
-    labels[order] = _group_means(unit[order], threshold, block)
+    labels[order] = _group_means(unit[order], threshold, block, reach)
     return labels
 
 
-def _group_means(means: np.ndarray, threshold: float, block: int, faces: bool = True) -> np.ndarray:
+def _group_means(means: np.ndarray, threshold: float, block: int, reach: float | None) -> np.ndarray:
     """Average linkage over rows that are means of unit vectors (a unit vector is a one-face group).
 
-    ``faces``: the rows are faces, whose distances are re-ranked by their neighbours; groups' means are not.
+    ``reach``: the rows are faces, whose distances are re-ranked by their neighbours with this
+    reach; None for groups' means, which are not.
     """
     if len(means) <= block:
-        return _average_linkage(means, threshold, faces)
+        return _average_linkage(means, threshold, reach)
     from sklearn.cluster import KMeans  # here: only an archive this large pays for importing scikit-learn
 
     # The cells need not be k-means' best, only compact: a few iterations from random faces
@@ -112,20 +124,20 @@ def _group_means(means: np.ndarray, threshold: float, block: int, faces: bool = 
     found = 0
     for cell in np.unique(cells):
         members = np.flatnonzero(cells == cell)
-        inside = _group_means(means[members], threshold, block, faces)
+        inside = _group_means(means[members], threshold, block, reach)
         labels[members] = inside + found
         found += int(inside.max()) + 1
     if found > (1 - LEAST_SHRINK) * len(means):
         return labels  # the cells hardly grouped anything: no join across them would either
     membership = sparse.csr_matrix((np.ones(len(labels)), (labels, np.arange(len(labels)))))
     sums = membership @ means.astype(np.float64)
-    return _group_means(sums / np.bincount(labels)[:, None], threshold, block, faces=False)[labels]
+    return _group_means(sums / np.bincount(labels)[:, None], threshold, block, None)[labels]
 
 
-def _average_linkage(means: np.ndarray, threshold: float, faces: bool) -> np.ndarray:
+def _average_linkage(means: np.ndarray, threshold: float, reach: float | None) -> np.ndarray:
     """Average linkage on the mean distances ``1 - a . b`` between the rows' groups, cut at ``threshold``.
 
-    For faces, each distance is first re-ranked by the faces' neighbours (``neighbour_distances``).
+    For faces (a ``reach``), each distance is first re-ranked by their neighbours (``neighbour_distances``).
 
     SciPy's ``linkage``, which scikit-learn's ``AgglomerativeClustering`` runs for average
     linkage, called directly: scikit-learn's bookkeeping around it cost more than the linkage
@@ -136,20 +148,20 @@ def _average_linkage(means: np.ndarray, threshold: float, faces: bool) -> np.nda
     rows = means.astype(np.float32)  # float32 products: half the time, and distances to 1e-6
     distances = np.clip(1.0 - rows @ rows.T, 0.0, 2.0, dtype=np.float64)
     np.fill_diagonal(distances, 0.0)
-    if faces:
-        distances = neighbour_distances(distances, threshold)
+    if reach is not None:
+        distances = neighbour_distances(distances, threshold, reach)
     tree = linkage(squareform(distances, checks=False), method="average")
     return fcluster(tree, threshold, criterion="distance").astype(np.int64) - 1
 
 
-def neighbour_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
+def neighbour_distances(distances: np.ndarray, threshold: float, reach: float = REACH) -> np.ndarray:
     """Each cosine distance ``d`` re-ranked by the Jaccard distance ``j`` of the two faces' neighbours.
 
     A face's neighbours are its ``NEIGHBOURS`` nearest other faces (all of them, in an archive of
     fewer); ``j`` is the share of the two sets' union that is not in both. The distance is
-    ``d / REACH + (1 - 1 / REACH) x threshold x j``: a pair of faces that share no neighbour
+    ``d / reach + (1 - 1 / reach) x threshold x j``: a pair of faces that share no neighbour
     keeps the plain rule (joined within ``threshold``), a pair with the same neighbours is joined
-    up to ``REACH`` times as far. The sets' overlaps are one sparse product.
+    up to ``reach`` times as far. The sets' overlaps are one sparse product.
 
     Computed in place: ``distances`` (n x n, float64, zero diagonal) becomes the result, so a
     block of faces holds two n x n arrays at once, not five.
@@ -164,9 +176,9 @@ def neighbour_distances(distances: np.ndarray, threshold: float) -> np.ndarray:
     stretch = (sets @ sets.T).toarray()  # shared neighbours, turned in place into the Jaccard term
     stretch /= 2 * k - stretch
     np.subtract(1.0, stretch, out=stretch)
-    stretch *= (1 - 1 / REACH) * threshold
+    stretch *= (1 - 1 / reach) * threshold
     np.fill_diagonal(distances, 0.0)
-    distances /= REACH
+    distances /= reach
     distances += stretch
     np.fill_diagonal(distances, 0.0)
     return distances

@@ -147,7 +147,8 @@ def page(placed: list[Placed], names: list[PurePosixPath], facts: RunFacts, out:
         f"named by the model ({html.escape(facts.model)}); {facts.no_face} photos without a face, "
         f"{len(facts.errors)} files unreadable. Faces are grouped when their mean cosine distance is "
         f"within {facts.group_threshold:.3f} ({facts.unknown_threshold:.3f}, the model's unknown "
-        "threshold, times the grouping ratio). The number under a face is its distance to its "
+        "threshold on the scale of the embeddings grouped, times the grouping ratio). The number "
+        "under a face is its distance to its "
         "group's centre; a click opens its photo.</p>",
         '<p class="how">To name a group: rename its folder to the person\'s id (e.g. '
         "<code>frodo_baggins</code>), delete the faces that are not them, and move the folder beside "

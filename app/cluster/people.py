@@ -21,7 +21,7 @@ import numpy as np
 
 from app.cluster.embedding import Joint
 from app.cluster.faces import Face
-from app.cluster.grouping import attach, drop_small, group
+from app.cluster.grouping import attach, drop_small, group, reach_for
 from app.model.recognizer import UNKNOWN
 
 Kind = Literal["known", "group", "ungrouped"]
@@ -69,7 +69,7 @@ def _group_unknown(
         embeddings = joint.join(embeddings, np.stack([_companion(f) for f in faces]))
     good = np.array([f.grade == "good" for f in faces])
     labels = np.full(len(faces), -1, np.int64)
-    labels[good] = drop_small(group(embeddings[good], group_threshold))
+    labels[good] = drop_small(group(embeddings[good], group_threshold, reach_for(joint)))
     labels, distances = attach(embeddings, labels, ~good, unknown_threshold)
     sizes = Counter(int(label) for label in labels if label >= 0)
     first = {int(label): i for i, label in reversed(list(enumerate(labels))) if label >= 0}
