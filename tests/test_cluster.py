@@ -32,11 +32,14 @@ import pytest
 
 from app.artifact.manifest import load_manifest, resolve_version_dir
 from app.cluster import command
-from app.cluster.faces import WORK
+from app.cluster.embedding import joint_for
+from app.cluster.faces import WORK, FaceJob, job_description
 from app.config import PROJECT_ROOT, Settings
 from app.labelled.folders import scan
 from app.model.host import load_recognizer
+from app.model.recognizer import UNKNOWN
 from app.pipeline.detect import create_detector
+from app.pipeline.features import create_extractor
 from tests.conftest import ARTIFACTS, LabelledPhoto
 from tests.fresh_python import run_module
 from tests.images import encode, side_by_side
@@ -407,6 +410,40 @@ def test_embeddings_of_the_page_rows_are_the_services(clustered, archive, artifa
         assert [r["box"] for r in mine] == [f.box.as_dict() for f in served]
         assert [r["label"] for r in mine] == [f.label for f in served]
         assert np.allclose([r["confidence"] for r in mine], [f.confidence for f in served], atol=1e-5)
+
+
+def test_each_unnamed_face_is_embedded_again_by_the_companion(
+    archive, artifacts: Path, tmp_path: Path
+) -> None:
+    """FaceJob keeps dlib's embedding of each face the model cannot name (the rows grouped), none for the
+    faces it names; the companion is part of the job, so a resumed run with another one is refused."""
+    photos, people = archive
+    settings = settings_for(artifacts)
+    recognizer = load_recognizer(settings)
+    joint = joint_for(recognizer.manifest)
+    assert joint is not None and joint.companion.name == "dlib"
+    job = FaceJob(str(tmp_path), joint)
+    with pytest.raises(RuntimeError, match="load"):
+        job.process(recognizer, Path("x.jpg"), lambda: b"", settings.max_pixels)
+    job.load()
+    dlib = create_extractor("dlib", {"margin": 0.2})
+    mixed = sorted({name for name, _ in people if name.startswith("trip/")})[:4]
+    kinds = set()
+    for name in mixed:
+        data = (photos / name).read_bytes()
+        found = job.process(recognizer, Path(name), lambda data=data: data, settings.max_pixels)
+        assert found.error is None and found.companion is not None
+        rgb = recognizer.decode(data).rgb
+        detections = recognizer.recognize_rgb(rgb).detections
+        for face, row, detection in zip(found.faces, found.companion, detections, strict=True):
+            kinds.add(face.label == UNKNOWN)
+            if face.label == UNKNOWN:
+                expected = dlib.extract([dlib.crop(rgb, detection)])[0]
+                assert float(row @ expected) / (np.linalg.norm(row) * np.linalg.norm(expected)) > 0.9999
+            else:
+                assert np.isnan(row).all()
+    assert kinds == {True, False}  # faces named and not
+    assert job_description(settings, joint) != job_description(settings, None)
 
 
 def test_the_ray_engine_groups_as_the_local_one(clustered, archive, artifacts: Path, tmp_path: Path) -> None:

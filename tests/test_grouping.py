@@ -9,6 +9,7 @@ apart; that it joins more of one person's real faces is tests/test_grouping_face
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,17 +107,23 @@ def test_small_groups_drop_and_low_quality_faces_join_only_a_close_group() -> No
     assert joined[-1] == -1 and np.isnan(distance[-1])
 
 
-def test_a_model_without_a_same_person_distance_cannot_group() -> None:
-    manifest = Manifest.model_validate(
+def manifest_of(features: dict[str, Any], **more: Any) -> Manifest:
+    """A one-person model's manifest with these features (and any other fields)."""
+    return Manifest.model_validate(
         {
             "backend": "svm",
             "version": "v1",
             "created": "2026-01-01T00:00:00Z",
             "classes": [{"id": "a", "name": "A"}],
-            "detector": {"name": "haar"},
-            "features": {"name": "pixels"},
+            "detector": {"name": "centerface"},
+            "features": features,
+            **more,
         }
     )
+
+
+def test_a_model_without_a_same_person_distance_cannot_group() -> None:
+    manifest = manifest_of({"name": "pixels"})
     with pytest.raises(GroupingError, match="no same-person distance"):
         grouping_threshold(manifest)
     manifest.unknown.method, manifest.unknown.threshold = "nearest_distance", 0.4
@@ -141,16 +148,9 @@ def test_joined_embeddings_measure_the_mean_of_both_distances_on_the_served_scal
 
 
 def test_a_facenet_model_is_grouped_with_dlib_on_facenets_scale() -> None:
-    manifest = Manifest.model_validate(
-        {
-            "backend": "svm",
-            "version": "v1",
-            "created": "2026-01-01T00:00:00Z",
-            "classes": [{"id": "a", "name": "A"}],
-            "detector": {"name": "centerface"},
-            "features": {"name": "facenet", "params": {"margin": 0.2, "crop": "arcface"}},
-            "unknown": {"method": "nearest_distance", "threshold": 0.4},
-        }
+    manifest = manifest_of(
+        {"name": "facenet", "params": {"margin": 0.2, "crop": "arcface"}},
+        unknown={"method": "nearest_distance", "threshold": 0.4},
     )
     joint = joint_for(manifest)
     assert joint is not None and joint.companion.name == "dlib"
