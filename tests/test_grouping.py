@@ -145,6 +145,9 @@ def test_joined_embeddings_measure_the_mean_of_both_distances_on_the_served_scal
 
     mean = (cosine(served) + 6.8 * cosine(companion)) / 2
     assert np.allclose(1.0 - rows @ rows.T, joint.distance(1.0) * mean, atol=1e-5)
+    # A dlib model joined with FaceNet (the inverse scale) gives the very same distances: the same groups.
+    swapped = Joint(StageSpec(name="facenet", params={}), scale=1 / 6.8).join(companion, served)
+    assert np.allclose(1.0 - swapped.astype(np.float64) @ swapped.T, 1.0 - rows @ rows.T, atol=1e-5)
 
 
 def test_a_facenet_model_is_grouped_with_dlib_on_facenets_scale() -> None:

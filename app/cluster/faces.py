@@ -8,8 +8,8 @@ with a margin while the pixels are decoded, so no photo is read twice. Each batc
 becomes one part file in ``DIR/.cluster/`` (NumPy arrays, so the local engine needs nothing Ray
 brings), named after the photos it holds and written under a temporary name first: a run that
 stops keeps what it wrote, and a rerun into the same DIR does only the other photos, as
-``classify --engine ray`` does.
-The folder is hidden, so a training run pointed at DIR never takes it for a person.
+``classify --engine ray`` does. The folder is hidden, so a training run pointed at DIR never
+takes it for a person.
 """
 
 from __future__ import annotations
@@ -123,9 +123,8 @@ def find_faces(
         images = [face_image(photo.rgb, box) for box in boxes]
         sharp = [sharpness(photo.rgb, box) for box in boxes]
         second = None if companion is None else companion_rows(companion, photo.rgb, found)
-        return PhotoFaces(
-            hashlib.sha256(data).hexdigest(), found.faces, found.features, images, sharp, None, second
-        )
+        digest = hashlib.sha256(data).hexdigest()
+        return PhotoFaces(digest, found.faces, found.features, images, sharp, companion=second)
     except Exception as exc:
         return PhotoFaces("", [], None, [], [], f"{type(exc).__name__}: {exc}")
 
