@@ -367,7 +367,7 @@ def training_faces() -> tuple[np.ndarray, np.ndarray, float, float]:
             found = recognizer.recognize_decoded(photo)
             if found.features is None:
                 continue
-            nearest = int((l2_normalise(found.features) @ l2_normalise(theirs).T).max(axis=1).argmax())
+            nearest = int((l2_normalise(found.features) @ theirs.T).max(axis=1).argmax())  # unit rows
             row = found.features[nearest : nearest + 1]
             if joint is not None and companion is not None:
                 second = companion.extract([companion.crop(photo.rgb, found.detections[nearest])])

@@ -9,12 +9,11 @@ on unseen photos than a percentile of either side alone (known-face distances
 measured inside the training set run a little smaller than on new photos).
 
 That needs several people with several photos each. With fewer, the threshold is
-a default measured once for the embedding model (``app.model.same_person``) on the shared photos' training
-split (never their test photos): the distance within which 99% of a person's other
-photos lie from the nearest of k reference photos, for k photos per person. Fewer
-references leave a known face farther from its nearest one, so the default
-loosens as k shrinks, and fewer strangers are caught; the manifest says which
-threshold was used and where it came from.
+the embedding's measured same-person distance for k photos per person
+(``app.model.same_person``, which says how it was measured). Fewer references leave
+a known face farther from its nearest one, so the default loosens as k shrinks, and
+fewer strangers are caught; the manifest says which threshold was used and where it
+came from.
 """
 
 from __future__ import annotations
